@@ -1,0 +1,2 @@
+//! `waveguard`: the endpoint agent and the vendor's and operator's command-line tool.
+fn main() {}

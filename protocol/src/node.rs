@@ -1,0 +1,1 @@
+//! The `Node` engine: one sans-IO state machine per endpoint.

@@ -1,0 +1,1 @@
+//! The per-release rollout state machine on one node.

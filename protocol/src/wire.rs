@@ -1,0 +1,1 @@
+//! Peer messages, their versioning and codec.

@@ -1,0 +1,2 @@
+//! `waveguard-sim`: runs waveguard's protocol engines under a simulated network.
+fn main() {}

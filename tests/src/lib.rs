@@ -1,0 +1,1 @@
+//! Shared helpers for waveguard's end-to-end tests.
