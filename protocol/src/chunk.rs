@@ -149,7 +149,10 @@ impl ChunkList {
             return Err(ChunkListError::BadHeader("magic is not WGCL".into()));
         }
         if header[4..8] != [CHUNK_LIST_VERSION, 0, 0, 0] {
-            return Err(ChunkListError::BadHeader(format!("unknown format version {}", header[4])));
+            return Err(ChunkListError::BadHeader(format!(
+                "unknown format version {}",
+                header[4]
+            )));
         }
         let n = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
         if n > MAX_CHUNKS_PER_RELEASE {

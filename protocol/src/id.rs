@@ -177,6 +177,9 @@ mod tests {
         assert_ne!(a, ReleaseId::derive("p", "2", &[0; 32]));
         assert_ne!(a, ReleaseId::derive("q", "1", &[0; 32]));
         assert_ne!(a, ReleaseId::derive("p", "1", &[1; 32]));
-        assert_ne!(ReleaseId::derive("p1", "", &[0; 32]), ReleaseId::derive("p", "1", &[0; 32]));
+        assert_ne!(
+            ReleaseId::derive("p1", "", &[0; 32]),
+            ReleaseId::derive("p", "1", &[0; 32])
+        );
     }
 }

@@ -89,7 +89,9 @@ impl PublicKey {
         }
         // Lowercase only: the key ID hashes the text, so two spellings would give two IDs.
         if self.keyval.public.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(KeyError::BadPublic(self.keyval.public.chars().take(80).collect()));
+            return Err(KeyError::BadPublic(
+                self.keyval.public.chars().take(80).collect(),
+            ));
         }
         parse_hex32(&self.keyval.public)
             .ok_or_else(|| KeyError::BadPublic(self.keyval.public.chars().take(80).collect()))
@@ -139,7 +141,9 @@ impl SigningKey {
 
     /// From 64 hex digits of secret seed.
     pub fn from_hex(s: &str) -> Result<Self, KeyError> {
-        parse_hex32(s.trim()).map(Self::from_seed).ok_or(KeyError::BadSecret)
+        parse_hex32(s.trim())
+            .map(Self::from_seed)
+            .ok_or(KeyError::BadSecret)
     }
 
     /// The 32-byte secret seed (for writing key files).

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod chunk;
+pub mod chunker;
 pub mod fetch;
 pub mod health;
 pub mod id;

@@ -18,8 +18,9 @@ pub const MAX_ROOT_ROTATIONS: u64 = 1024;
 pub const MAX_KEYS_PER_ROOT: usize = 64;
 /// Most signatures examined on one document; bounds verification work per message.
 pub const MAX_SIGNATURES: usize = 64;
-/// Most targets (releases) one targets document may carry.
-pub const MAX_TARGETS: usize = 1024;
+/// Most targets (releases) one targets document may carry: at about 1 to 4 KB an entry,
+/// 256 keep a metadata bundle inside one gossip message.
+pub const MAX_TARGETS: usize = 256;
 
 /// Smallest chunk the chunker may be configured to emit (fastcdc's floor for v2020 is 64 bytes; we want SIMD-sized hashing).
 pub const MIN_CHUNK_MIN: u32 = 16 * 1024;

@@ -9,7 +9,8 @@
 
 use crate::id::{parse_hex32, ReleaseId};
 use crate::limits::{
-    MAX_ARTIFACT_BYTES, MAX_CHUNKS_PER_RELEASE, MAX_MIN_REPORTS, MAX_CHUNK_BYTES, MAX_NAME_BYTES, MAX_WAVES, MIN_CHUNK_MIN,
+    MAX_ARTIFACT_BYTES, MAX_CHUNKS_PER_RELEASE, MAX_CHUNK_BYTES, MAX_MIN_REPORTS, MAX_NAME_BYTES,
+    MAX_WAVES, MIN_CHUNK_MIN,
 };
 use crate::time::{rfc3339, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -136,8 +137,8 @@ pub enum ReleaseError {
     /// `hashes.blake3` is missing or not 64 lowercase hex digits.
     #[error("target {0:?} has no blake3 hash of 64 lowercase hex digits")]
     MissingBlake3(String),
-    /// A name is empty, too long, or holds a control character.
-    #[error("{field} {value:?} must be 1 to {max} bytes without control characters")]
+    /// A name is empty, too long, or holds something other than printable ASCII without space, `"` or `\\`.
+    #[error("{field} {value:?} must be 1 to {max} bytes of printable ASCII without spaces, quotes or backslashes")]
     BadName {
         /// Which field.
         field: &'static str,
@@ -171,8 +172,12 @@ pub struct Release {
     pub info: ReleaseInfo,
 }
 
+/// Names are printable ASCII without spaces, quotes or backslashes, so that their
+/// canonical JSON is the same in every implementation (olpc-cjson normalises
+/// Unicode and python-tuf does not) and they are safe in file names and logs.
 fn check_name(field: &'static str, value: &str) -> Result<(), ReleaseError> {
-    if value.is_empty() || value.len() > MAX_NAME_BYTES || value.chars().any(char::is_control) {
+    let allowed = |b: u8| b.is_ascii_graphic() && b != b'"' && b != b'\\';
+    if value.is_empty() || value.len() > MAX_NAME_BYTES || !value.bytes().all(allowed) {
         return Err(ReleaseError::BadName {
             field,
             value: value.chars().take(64).collect(),
@@ -236,7 +241,10 @@ impl Release {
             )));
         }
         // Every chunk is at most max_size and at least one byte.
-        let (lo, hi) = (u64::from(n.min(1)), u64::from(n) * u64::from(info.chunker.max_size));
+        let (lo, hi) = (
+            u64::from(n.min(1)),
+            u64::from(n) * u64::from(info.chunker.max_size),
+        );
         if target.length < lo || target.length > hi || (n == 0 && target.length != 0) {
             return Err(ReleaseError::OutOfBounds(format!(
                 "artifact length {} cannot be cut into {n} chunks of at most {} bytes",
@@ -288,7 +296,10 @@ impl RolloutPolicy {
     pub fn validate(&self) -> Result<(), ReleaseError> {
         let bad = |m: String| Err(ReleaseError::BadPolicy(m));
         if self.waves.is_empty() || self.waves.len() > MAX_WAVES {
-            return bad(format!("needs 1 to {MAX_WAVES} waves, has {}", self.waves.len()));
+            return bad(format!(
+                "needs 1 to {MAX_WAVES} waves, has {}",
+                self.waves.len()
+            ));
         }
         let mut prev = 0u32;
         for (i, w) in self.waves.iter().enumerate() {
@@ -305,14 +316,22 @@ impl RolloutPolicy {
             prev = w.cumulative_ppm;
         }
         if prev != PPM {
-            return bad(format!("the last wave must reach {PPM} ppm (100%), reaches {prev}"));
+            return bad(format!(
+                "the last wave must reach {PPM} ppm (100%), reaches {prev}"
+            ));
         }
         let h = &self.health;
         if h.max_failure_ppm == 0 || h.max_failure_ppm > PPM {
-            return bad(format!("max_failure_ppm {} must be 1 to {PPM}", h.max_failure_ppm));
+            return bad(format!(
+                "max_failure_ppm {} must be 1 to {PPM}",
+                h.max_failure_ppm
+            ));
         }
         if h.min_reports == 0 || h.min_reports > MAX_MIN_REPORTS {
-            return bad(format!("min_reports {} must be 1 to {MAX_MIN_REPORTS}", h.min_reports));
+            return bad(format!(
+                "min_reports {} must be 1 to {MAX_MIN_REPORTS}",
+                h.min_reports
+            ));
         }
         if h.heartbeat_seconds == 0 || h.silence_seconds <= h.heartbeat_seconds {
             return bad(format!(

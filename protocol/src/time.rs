@@ -9,7 +9,9 @@ use std::fmt;
 use thiserror::Error;
 
 /// A point in time: milliseconds since 1970-01-01T00:00:00Z.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 /// A time string in a signed document was not of the form `YYYY-MM-DDTHH:MM:SSZ`.
@@ -67,7 +69,9 @@ impl Timestamp {
     pub fn to_rfc3339(self) -> String {
         let secs = i64::try_from(self.as_secs()).unwrap_or(i64::MAX);
         match time::OffsetDateTime::from_unix_timestamp(secs) {
-            Ok(dt) => dt.format(FORMAT).unwrap_or_else(|_| "9999-12-31T23:59:59Z".into()),
+            Ok(dt) => dt
+                .format(FORMAT)
+                .unwrap_or_else(|_| "9999-12-31T23:59:59Z".into()),
             Err(_) => "9999-12-31T23:59:59Z".into(),
         }
     }

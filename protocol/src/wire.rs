@@ -10,7 +10,8 @@
 
 use crate::id::ReleaseId;
 use crate::limits::{
-    MAX_CHUNKS_PER_RELEASE, MAX_EVIDENCE_REPORTS, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES,
+    MAX_CHUNKS_PER_RELEASE, MAX_EVIDENCE_REPORTS, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES,
+    MAX_REQUEST_BYTES,
 };
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -178,7 +179,11 @@ fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     out
 }
 
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], limit: usize, kind: &'static str) -> Result<T, WireError> {
+fn decode<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    limit: usize,
+    kind: &'static str,
+) -> Result<T, WireError> {
     if bytes.len() > limit {
         return Err(WireError::TooLarge {
             kind,
@@ -200,7 +205,12 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], limit: usize, kind: &'static 
     Ok(msg)
 }
 
-fn check_count(kind: &'static str, what: &'static str, got: usize, limit: usize) -> Result<(), WireError> {
+fn check_count(
+    kind: &'static str,
+    what: &'static str,
+    got: usize,
+    limit: usize,
+) -> Result<(), WireError> {
     if got > limit {
         return Err(WireError::CountTooLarge {
             kind,
@@ -228,7 +238,12 @@ impl Gossip {
         let msg: Gossip = decode(bytes, MAX_GOSSIP_BYTES, KIND)?;
         match &msg {
             Gossip::Metadata(b) => check_bundle(KIND, b)?,
-            Gossip::Halt(h) => check_count(KIND, "evidence reports", h.reports.len(), MAX_EVIDENCE_REPORTS)?,
+            Gossip::Halt(h) => check_count(
+                KIND,
+                "evidence reports",
+                h.reports.len(),
+                MAX_EVIDENCE_REPORTS,
+            )?,
             Gossip::Health(_) | Gossip::Directive(_) => {}
         }
         Ok(msg)
@@ -276,9 +291,16 @@ impl Response {
             Response::Chunk(_) | Response::ChunkList(_) => {}
             Response::Metadata(b) => {
                 check_bundle(KIND, b)?;
-                check_count(KIND, "metadata response bytes", bytes.len(), MAX_GOSSIP_BYTES)?;
+                check_count(
+                    KIND,
+                    "metadata response bytes",
+                    bytes.len(),
+                    MAX_GOSSIP_BYTES,
+                )?;
             }
-            Response::Have { bitfield } => check_count(KIND, "bitfield bytes", bitfield.len(), MAX_BITFIELD_BYTES)?,
+            Response::Have { bitfield } => {
+                check_count(KIND, "bitfield bytes", bitfield.len(), MAX_BITFIELD_BYTES)?
+            }
             Response::NotFound | Response::Busy => {}
         }
         Ok(msg)
@@ -294,8 +316,14 @@ mod tests {
         let mut b = Request::Metadata.encode();
         assert_eq!(Request::decode(&b).unwrap(), Request::Metadata);
         b.push(0);
-        assert!(matches!(Request::decode(&b), Err(WireError::Trailing(1, _))));
-        assert!(matches!(Request::decode(&[2, 0]), Err(WireError::Version { got: 2, .. })));
+        assert!(matches!(
+            Request::decode(&b),
+            Err(WireError::Trailing(1, _))
+        ));
+        assert!(matches!(
+            Request::decode(&[2, 0]),
+            Err(WireError::Version { got: 2, .. })
+        ));
         assert!(matches!(Request::decode(&[]), Err(WireError::Empty(_))));
     }
 
@@ -303,7 +331,22 @@ mod tests {
     fn a_huge_declared_length_does_not_allocate() {
         // Chunk variant (2) with a byte-string length of about 2^62: postcard must
         // notice the input is short instead of reserving memory.
-        let bytes = [WIRE_VERSION, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f];
-        assert!(matches!(Response::decode(&bytes), Err(WireError::Malformed { .. })));
+        let bytes = [
+            WIRE_VERSION,
+            2,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0x3f,
+        ];
+        assert!(matches!(
+            Response::decode(&bytes),
+            Err(WireError::Malformed { .. })
+        ));
     }
 }

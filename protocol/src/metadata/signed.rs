@@ -16,7 +16,8 @@ use thiserror::Error;
 /// white space, only integers as numbers).
 pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
     value.serialize(&mut ser)?;
     Ok(out)
 }
@@ -31,7 +32,7 @@ pub struct Signature {
 }
 
 /// The keys allowed to sign for a role, and how many of them must.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleKeys {
     /// Key IDs that may sign.
     pub keyids: Vec<KeyId>,
@@ -86,7 +87,9 @@ pub enum DecodeError {
 #[non_exhaustive]
 pub enum SignatureError {
     /// Fewer valid signatures from the role's keys than its threshold.
-    #[error("{role} has {valid} valid signature(s) from its keys, below the threshold of {threshold}")]
+    #[error(
+        "{role} has {valid} valid signature(s) from its keys, below the threshold of {threshold}"
+    )]
     BelowThreshold {
         /// The role checked.
         role: String,
@@ -146,10 +149,10 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
                 limit: MAX_SIGNATURES,
             });
         }
-        let canonical =
-            canonical_json(&raw.signed).map_err(|source| DecodeError::NotCanonical { kind, source })?;
-        let signed: T =
-            serde_json::from_value(raw.signed).map_err(|source| DecodeError::Json { kind, source })?;
+        let canonical = canonical_json(&raw.signed)
+            .map_err(|source| DecodeError::NotCanonical { kind, source })?;
+        let signed: T = serde_json::from_value(raw.signed)
+            .map_err(|source| DecodeError::Json { kind, source })?;
         Ok(Envelope {
             signed,
             signatures: raw.signatures,

@@ -1,1 +1,0 @@
-//! The `Node` engine: one sans-IO state machine per endpoint.

@@ -1,0 +1,279 @@
+//! What goes into a [`super::Node`] and what comes out of it.
+
+use crate::chunk::ChunkHash;
+use crate::id::{NodeId, ReleaseId};
+use crate::metadata::trust::StoredTrust;
+use crate::rollout::HaltReason;
+use crate::time::Timestamp;
+use crate::wire::MetadataBundle;
+
+/// An event from the outside world, handed to [`super::Node::handle_input`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Input {
+    /// Nothing happened but time passed (the driver's timer for [`Output::Timeout`] fired).
+    Tick,
+    /// A connection to a peer is up.
+    PeerConnected(NodeId),
+    /// A connection to a peer is gone.
+    PeerDisconnected(NodeId),
+    /// A gossip message arrived. The driver must not forward it until the node
+    /// answers with [`Output::GossipVerdict`] for the same `message_id`.
+    Gossip {
+        /// The peer that relayed it.
+        from: NodeId,
+        /// The driver's handle for the message (echoed in the verdict).
+        message_id: u64,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// A peer asked something; answer with [`Output::Respond`] carrying the same `request_id`.
+    Request {
+        /// Who asked.
+        from: NodeId,
+        /// The driver's handle for the inbound request.
+        request_id: u64,
+        /// The encoded [`crate::wire::Request`].
+        data: Vec<u8>,
+    },
+    /// A peer answered one of our [`Output::SendRequest`]s.
+    Response {
+        /// Who answered.
+        from: NodeId,
+        /// The node's `request_id` from [`Output::SendRequest`].
+        request_id: u64,
+        /// The encoded [`crate::wire::Response`].
+        data: Vec<u8>,
+    },
+    /// One of our requests failed at the transport (timeout, disconnect, refused).
+    RequestFailed {
+        /// The node's `request_id` from [`Output::SendRequest`].
+        request_id: u64,
+    },
+    /// The bytes of [`Output::StoreChunk`] are durable.
+    ChunkStored {
+        /// The chunk stored.
+        hash: ChunkHash,
+    },
+    /// A chunk could not be stored (for example the disk is full).
+    ChunkStoreFailed {
+        /// The chunk.
+        hash: ChunkHash,
+        /// What went wrong, for status.
+        reason: String,
+    },
+    /// Answer to [`Output::LoadChunk`]: the bytes, or `None` if the store no longer has them.
+    ChunkLoaded {
+        /// The token from [`Output::LoadChunk`].
+        token: u64,
+        /// The bytes read, unverified.
+        data: Option<Vec<u8>>,
+    },
+    /// The verified chunks the driver's store already holds (at start-up, after seeding, after an import).
+    ChunksHeld(Vec<ChunkHash>),
+    /// Trust metadata from a local source (a vendor publishing, a bundle import, the store at start-up).
+    Metadata(MetadataBundle),
+    /// A chunk list from a local source (the vendor's release directory, the store at start-up).
+    ChunkList {
+        /// The release it belongs to (must already be trusted).
+        release: ReleaseId,
+        /// The encoded chunk list.
+        data: Vec<u8>,
+    },
+    /// Answer to [`Output::Assemble`].
+    ArtifactStaged {
+        /// The release.
+        release: ReleaseId,
+        /// `Err` with a reason when the assembled artifact did not match its signed length and hash.
+        result: Result<(), String>,
+    },
+    /// Answer to [`Output::Install`].
+    InstallFinished {
+        /// The release.
+        release: ReleaseId,
+        /// `Err` with a reason when the installer failed or timed out.
+        result: Result<(), String>,
+    },
+    /// Answer to [`Output::RunProbe`].
+    ProbeFinished {
+        /// The release.
+        release: ReleaseId,
+        /// Whether the probe passed; a probe that hung and was killed is `false`.
+        healthy: bool,
+    },
+    /// Answer to [`Output::Rollback`].
+    RollbackFinished {
+        /// The release.
+        release: ReleaseId,
+        /// `Err` with a reason when the rollback itself failed.
+        result: Result<(), String>,
+    },
+    /// A signed halt or resume directive from the local operator: verified, applied and broadcast.
+    Directive(Vec<u8>),
+}
+
+/// What the driver should do with a gossip message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: deliver and forward.
+    Accept,
+    /// Not useful but not malicious (a duplicate, a stale version, an unknown release): drop quietly.
+    Ignore,
+    /// Invalid (bad signature, malformed, forged evidence): drop and penalise the sender.
+    Reject,
+}
+
+/// An action for the driver, from [`super::Node::poll_output`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Output {
+    /// Publish on a gossip topic.
+    Broadcast {
+        /// The topic (see [`crate::wire`]).
+        topic: &'static str,
+        /// The encoded [`crate::wire::Gossip`].
+        data: Vec<u8>,
+    },
+    /// The verdict on a gossip message from [`Input::Gossip`].
+    GossipVerdict {
+        /// The driver's handle.
+        message_id: u64,
+        /// What to do with it.
+        verdict: Verdict,
+    },
+    /// Send a request to a peer; its answer comes back as [`Input::Response`] or [`Input::RequestFailed`].
+    SendRequest {
+        /// The peer.
+        to: NodeId,
+        /// The node's handle, echoed back.
+        request_id: u64,
+        /// The encoded [`crate::wire::Request`].
+        data: Vec<u8>,
+    },
+    /// Answer a peer's [`Input::Request`].
+    Respond {
+        /// The peer.
+        to: NodeId,
+        /// The driver's handle from the request.
+        request_id: u64,
+        /// The encoded [`crate::wire::Response`].
+        data: Vec<u8>,
+    },
+    /// Read a chunk from the store and answer with [`Input::ChunkLoaded`].
+    LoadChunk {
+        /// Echoed in the answer.
+        token: u64,
+        /// The chunk's hash (the store is content-addressed).
+        hash: ChunkHash,
+        /// Its length, so the driver never reads more.
+        length: u32,
+    },
+    /// Write a verified chunk durably, then answer with [`Input::ChunkStored`].
+    StoreChunk {
+        /// The chunk's hash.
+        hash: ChunkHash,
+        /// Its verified bytes.
+        data: Vec<u8>,
+    },
+    /// Keep a verified chunk list (for restarts and for serving).
+    StoreChunkList {
+        /// The release.
+        release: ReleaseId,
+        /// The encoded list.
+        data: Vec<u8>,
+    },
+    /// Keep the trusted metadata durably (rollback protection across restarts depends on it).
+    StoreTrust(StoredTrust),
+    /// Assemble the artifact from stored chunks into the staging area, check its
+    /// length and blake3, and answer with [`Input::ArtifactStaged`].
+    Assemble {
+        /// The release.
+        release: ReleaseId,
+        /// The TUF target path (a file name for the staged artifact).
+        target_path: String,
+        /// Expected length.
+        length: u64,
+        /// Expected blake3.
+        blake3: [u8; 32],
+        /// Chunk hashes in artifact order.
+        chunks: Vec<ChunkHash>,
+    },
+    /// Install the staged artifact; answer with [`Input::InstallFinished`].
+    Install {
+        /// The release.
+        release: ReleaseId,
+        /// Product name.
+        product: String,
+        /// Version.
+        version: String,
+    },
+    /// Run the health probe; answer with [`Input::ProbeFinished`].
+    RunProbe {
+        /// The release.
+        release: ReleaseId,
+    },
+    /// Roll back to the previous version; answer with [`Input::RollbackFinished`].
+    Rollback {
+        /// The release.
+        release: ReleaseId,
+    },
+    /// Disconnect from a peer and refuse it from now on.
+    Ban {
+        /// The peer.
+        peer: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// Something worth logging or showing.
+    Event(NodeEvent),
+    /// Nothing more to do until this time: call `handle_input(t, Input::Tick)` then, or earlier on any input.
+    Timeout(Timestamp),
+}
+
+/// A notable change, for logs, status and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// Trusted metadata named a new release.
+    ReleaseDiscovered {
+        /// The release.
+        release: ReleaseId,
+        /// This node's wave for it.
+        wave: u32,
+    },
+    /// A release changed state on this node.
+    StateChanged {
+        /// The release.
+        release: ReleaseId,
+        /// The previous state's name.
+        from: &'static str,
+        /// The new state's name.
+        to: &'static str,
+    },
+    /// A release was halted on this node.
+    Halted {
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        reason: HaltReason,
+    },
+    /// A peer was banned.
+    PeerBanned {
+        /// The peer.
+        peer: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// A chunk in our own store no longer matches its hash; it was dropped and will be fetched again.
+    StoreCorrupt {
+        /// The chunk.
+        hash: ChunkHash,
+    },
+    /// Something from a peer or the driver was refused.
+    Refused {
+        /// The peer, if the input came from one.
+        from: Option<NodeId>,
+        /// What and why.
+        reason: String,
+    },
+}

@@ -1,0 +1,436 @@
+//! The rollout on this node: gossip of metadata, health, halts and
+//! directives; the gate; opening this node's wave; install, probe,
+//! heartbeat and rollback.
+
+use super::{Node, NodeEvent, NodeRole, Output, Probe, Tracked, Verdict, GATE_CHECK_DELAY_MS};
+use crate::health::directive::{verify_directive, DirectiveAction};
+use crate::health::evidence::{build_evidence, check_evidence};
+use crate::health::gate::{evaluate, GateState};
+use crate::health::report::{sign_report, verify_report, HealthReport, HealthStatus};
+use crate::health::FleetKeys;
+use crate::id::{NodeId, ReleaseId};
+use crate::metadata::root::RoleName;
+use crate::metadata::trust::TrustedState;
+use crate::rollout::{HaltReason, RolloutEvent, RolloutState};
+use crate::time::Timestamp;
+use crate::wire::{Gossip, SignedHealth, TOPIC_HEALTH};
+use serde_bytes::ByteBuf;
+
+/// Who may sign what, as the trusted root says.
+pub(super) fn fleet_keys(trust: &TrustedState) -> FleetKeys {
+    // Every key the root lists: the vendor's and the operator's roles both draw on them.
+    let keys = trust.root().keys.clone();
+    let vendor = trust
+        .role_keys(RoleName::Targets)
+        .map(|(role, _)| role)
+        .unwrap_or_default();
+    FleetKeys {
+        keys,
+        vendor,
+        operator: trust.operator_role().map(|(role, _)| role),
+    }
+}
+
+/// Offers every schedule boundary of a release that lies ahead: wave openings and the rollout end.
+pub(super) fn consider_schedule(t: &Tracked, now: Timestamp, consider: &mut impl FnMut(Timestamp)) {
+    if t.state.is_stopped() {
+        return;
+    }
+    let policy = t.release.policy();
+    for i in 0..=policy.waves.len() {
+        let at = policy.scheduled_open(i);
+        if at > now {
+            consider(at);
+            break;
+        }
+    }
+}
+
+impl Node {
+    pub(super) fn on_gossip(&mut self, from: NodeId, data: &[u8]) -> Verdict {
+        if self.book.is_banned(&from) {
+            return Verdict::Reject;
+        }
+        let msg = match Gossip::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.event(NodeEvent::Refused {
+                    from: Some(from),
+                    reason: e.to_string(),
+                });
+                return Verdict::Reject;
+            }
+        };
+        match msg {
+            Gossip::Metadata(bundle) => match self.apply_metadata(&bundle, false) {
+                Ok(_) => Verdict::Accept,
+                Err(e) if e.is_stale() => Verdict::Ignore,
+                Err(e) => {
+                    self.event(NodeEvent::Refused {
+                        from: Some(from),
+                        reason: e.to_string(),
+                    });
+                    Verdict::Reject
+                }
+            },
+            Gossip::Health(sh) => self.on_health(Some(from), &sh),
+            Gossip::Halt(ev) => self.on_halt_evidence(from, &ev),
+            Gossip::Directive(bytes) => match self.on_directive(&bytes, false) {
+                Ok(true) => Verdict::Accept,
+                Ok(false) => Verdict::Ignore,
+                Err(()) => Verdict::Reject,
+            },
+        }
+    }
+
+    /// Verifies a health report and adds it to its release's ledger.
+    pub(super) fn on_health(&mut self, from: Option<NodeId>, sh: &SignedHealth) -> Verdict {
+        let release_id = match crate::health::report::peek_release(sh) {
+            Ok(id) => id,
+            Err(e) => {
+                self.event(NodeEvent::Refused {
+                    from,
+                    reason: e.to_string(),
+                });
+                return Verdict::Reject;
+            }
+        };
+        let now = self.now;
+        let Some(t) = self.releases.get_mut(&release_id) else {
+            return Verdict::Ignore; // a release we do not (yet) trust
+        };
+        let verified = match verify_report(sh, &self.fleet, &t.release, now) {
+            Ok(v) => v,
+            Err(e) => {
+                self.event(NodeEvent::Refused {
+                    from,
+                    reason: e.to_string(),
+                });
+                return Verdict::Reject;
+            }
+        };
+        match t.ledger.insert(verified) {
+            Ok(_) => {
+                t.gate_check_at
+                    .get_or_insert(now.plus_millis(GATE_CHECK_DELAY_MS));
+                Verdict::Accept
+            }
+            Err(_) => Verdict::Ignore, // replay or duplicate
+        }
+    }
+
+    fn on_halt_evidence(&mut self, from: NodeId, ev: &crate::wire::HaltEvidence) -> Verdict {
+        let now = self.now;
+        let Some(t) = self.releases.get_mut(&ev.release) else {
+            return Verdict::Ignore;
+        };
+        if t.halt.is_some() {
+            return Verdict::Ignore; // already halted: nothing new to spread
+        }
+        match check_evidence(ev, &mut t.ledger, &self.fleet, &t.release.clone(), now) {
+            Ok(health) => {
+                let reason = HaltReason::GateFailed {
+                    wave: ev.wave,
+                    failures: health.failed + health.silent,
+                    reporting: health.reporting,
+                };
+                // We did not decide this halt ourselves; the sender's message is forwarded by gossip.
+                if let Some(t) = self.releases.get_mut(&ev.release) {
+                    t.halt_announced = true;
+                }
+                self.latch_halt(ev.release, reason);
+                Verdict::Accept
+            }
+            Err(e) => {
+                self.event(NodeEvent::Refused {
+                    from: Some(from),
+                    reason: format!("halt evidence for {}: {e}", ev.release),
+                });
+                if e.is_forgery() {
+                    Verdict::Reject
+                } else {
+                    Verdict::Ignore
+                }
+            }
+        }
+    }
+
+    /// Verifies and applies a directive. `Ok(true)` if it changed something.
+    pub(super) fn on_directive(&mut self, bytes: &[u8], local: bool) -> Result<bool, ()> {
+        let directive = match verify_directive(bytes, &self.fleet, self.now) {
+            Ok(d) => d,
+            Err(e) => {
+                self.event(NodeEvent::Refused {
+                    from: None,
+                    reason: e.to_string(),
+                });
+                return Err(());
+            }
+        };
+        let Some(t) = self.releases.get_mut(&directive.release) else {
+            return Ok(false);
+        };
+        if t.directives.accept(&directive).is_err() {
+            return Ok(false); // replay of an older directive
+        }
+        match directive.action {
+            DirectiveAction::Halt => {
+                let reason = HaltReason::Directive {
+                    reason: directive.reason.clone(),
+                    seq: directive.seq,
+                };
+                self.latch_halt(directive.release, reason);
+            }
+            DirectiveAction::Resume => {
+                if matches!(t.halt, Some(HaltReason::Directive { .. })) {
+                    t.halt = None;
+                    let id = directive.release;
+                    self.transition(&id, RolloutEvent::Resume);
+                }
+            }
+        }
+        if local {
+            self.outputs.push_back(Output::Broadcast {
+                topic: crate::wire::TOPIC_DIRECTIVES,
+                data: Gossip::Directive(ByteBuf::from(bytes.to_vec())).encode(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Sets the halt latch; the state follows in [`Node::drive_rollouts`].
+    pub(super) fn latch_halt(&mut self, id: ReleaseId, reason: HaltReason) {
+        let Some(t) = self.releases.get_mut(&id) else {
+            return;
+        };
+        if t.halt.is_some() {
+            return;
+        }
+        t.halt = Some(reason.clone());
+        self.event(NodeEvent::Halted {
+            release: id,
+            reason,
+        });
+        self.apply_halt(id);
+    }
+
+    fn apply_halt(&mut self, id: ReleaseId) {
+        let Some(t) = self.releases.get(&id) else {
+            return;
+        };
+        let Some(reason) = t.halt.clone() else { return };
+        let was_installed = matches!(t.state, RolloutState::Baking { .. } | RolloutState::Healthy);
+        if matches!(t.state, RolloutState::Installing { .. }) || t.state.is_stopped() {
+            return; // an install in progress is rolled back when it returns
+        }
+        if self.transition(&id, RolloutEvent::Halt(reason)) && was_installed {
+            if let Some(t) = self.releases.get_mut(&id) {
+                t.probe = Probe::Off;
+            }
+            self.outputs.push_back(Output::Rollback { release: id });
+        }
+    }
+
+    pub(super) fn drive_rollouts(&mut self) {
+        let ids: Vec<ReleaseId> = self.releases.keys().copied().collect();
+        for id in ids {
+            self.check_gates(id);
+            self.apply_halt(id);
+            self.maybe_install(id);
+            self.maybe_probe(id);
+            self.maybe_complete(id);
+        }
+    }
+
+    /// Re-evaluates the gates of every opened wave when due; a failed gate halts and is announced with evidence.
+    fn check_gates(&mut self, id: ReleaseId) {
+        let now = self.now;
+        let Some(t) = self.releases.get_mut(&id) else {
+            return;
+        };
+        let due = t.gate_check_at.is_some_and(|at| at <= now);
+        if !due {
+            return;
+        }
+        t.gate_check_at = None;
+        let policy = t.release.policy().clone();
+        if t.halt.is_some() || now >= policy.end() {
+            return;
+        }
+        // Silence turns into failure with time alone, so keep checking while anyone installed.
+        let heartbeat = policy.health.heartbeat_seconds.saturating_mul(1000);
+        t.gate_check_at = Some(now.plus_millis(heartbeat));
+        for wave in 0..policy.waves.len() {
+            if policy.scheduled_open(wave) > now {
+                break;
+            }
+            let health = evaluate(&t.ledger, &t.release, wave as u32, now);
+            if health.gate == GateState::Failed {
+                let reason = HaltReason::GateFailed {
+                    wave: wave as u32,
+                    failures: health.failed + health.silent,
+                    reporting: health.reporting,
+                };
+                let announce = !t.halt_announced;
+                t.halt_announced = true;
+                let evidence = build_evidence(&t.ledger, &t.release, wave as u32, now);
+                self.latch_halt(id, reason);
+                if announce {
+                    self.outputs.push_back(Output::Broadcast {
+                        topic: TOPIC_HEALTH,
+                        data: Gossip::Halt(evidence).encode(),
+                    });
+                }
+                return;
+            }
+        }
+    }
+
+    /// Whether this node's wave is open: its scheduled time has come and every earlier wave's gate passed.
+    pub(super) fn wave_open(&self, t: &Tracked) -> bool {
+        let policy = t.release.policy();
+        let w = t.wave as usize;
+        if self.now < policy.scheduled_open(w) {
+            return false;
+        }
+        (0..w)
+            .all(|j| evaluate(&t.ledger, &t.release, j as u32, self.now).gate == GateState::Passed)
+    }
+
+    fn maybe_install(&mut self, id: ReleaseId) {
+        if self.config.role != NodeRole::Endpoint || self.config.paused {
+            return;
+        }
+        let Some(t) = self.releases.get(&id) else {
+            return;
+        };
+        if !matches!(t.state, RolloutState::Staged) || t.halt.is_some() {
+            return;
+        }
+        // Freeze protection: never start an install on expired metadata.
+        if self.trust.expired(self.now).is_some() {
+            return;
+        }
+        if !self.wave_open(t) {
+            return;
+        }
+        let (product, version) = (
+            t.release.info.product.clone(),
+            t.release.info.version.clone(),
+        );
+        if self.transition(&id, RolloutEvent::InstallStarted(self.now)) {
+            self.outputs.push_back(Output::Install {
+                release: id,
+                product,
+                version,
+            });
+        }
+    }
+
+    pub(super) fn on_install_finished(&mut self, id: ReleaseId, result: Result<(), String>) {
+        let now = self.now;
+        match result {
+            Ok(()) => {
+                if !self.transition(&id, RolloutEvent::InstallSucceeded(now)) {
+                    return;
+                }
+                if let Some(t) = self.releases.get_mut(&id) {
+                    t.probe = Probe::DueAt(now);
+                }
+                self.report(id, HealthStatus::Installed);
+                // A halt that arrived during the install applies now.
+                self.apply_halt(id);
+            }
+            Err(detail) => {
+                if self.transition(&id, RolloutEvent::InstallFailed(detail)) {
+                    self.report(id, HealthStatus::InstallFailed);
+                }
+            }
+        }
+    }
+
+    fn maybe_probe(&mut self, id: ReleaseId) {
+        let now = self.now;
+        let Some(t) = self.releases.get_mut(&id) else {
+            return;
+        };
+        if let Probe::DueAt(at) = t.probe {
+            if at <= now && matches!(t.state, RolloutState::Baking { .. }) {
+                t.probe = Probe::Running;
+                self.outputs.push_back(Output::RunProbe { release: id });
+            }
+        }
+    }
+
+    pub(super) fn on_probe_finished(&mut self, id: ReleaseId, healthy: bool) {
+        let now = self.now;
+        let Some(t) = self.releases.get_mut(&id) else {
+            return;
+        };
+        if t.probe != Probe::Running || !matches!(t.state, RolloutState::Baking { .. }) {
+            return;
+        }
+        let heartbeat = t.release.policy().health.heartbeat_seconds;
+        t.probe = Probe::DueAt(now.plus_secs(heartbeat));
+        if healthy {
+            self.report(id, HealthStatus::Healthy);
+        } else {
+            self.report(id, HealthStatus::Unhealthy);
+            self.latch_halt(
+                id,
+                HaltReason::LocalFailure {
+                    detail: "health probe failed".into(),
+                },
+            );
+        }
+    }
+
+    pub(super) fn on_rollback_finished(&mut self, id: ReleaseId, result: Result<(), String>) {
+        if let Err(detail) = result {
+            self.event(NodeEvent::Refused {
+                from: None,
+                reason: format!("rollback of {id} failed: {detail}"),
+            });
+        }
+        if self.transition(&id, RolloutEvent::RollbackFinished) {
+            self.report(id, HealthStatus::RolledBack);
+        }
+    }
+
+    fn maybe_complete(&mut self, id: ReleaseId) {
+        let now = self.now;
+        let Some(t) = self.releases.get(&id) else {
+            return;
+        };
+        let RolloutState::Baking { installed_at } = t.state else {
+            return;
+        };
+        let policy = t.release.policy();
+        // Bake at least one heartbeat so that even the last wave reports once.
+        let done =
+            now >= policy.end() && now >= installed_at.plus_secs(policy.health.heartbeat_seconds);
+        if done && t.probe != Probe::Running && self.transition(&id, RolloutEvent::RolloutComplete)
+        {
+            if let Some(t) = self.releases.get_mut(&id) {
+                t.probe = Probe::Off;
+            }
+        }
+    }
+
+    /// Signs, records and broadcasts this node's status for a release.
+    fn report(&mut self, id: ReleaseId, status: HealthStatus) {
+        let now = self.now;
+        let Some(t) = self.releases.get_mut(&id) else {
+            return;
+        };
+        t.seq += 1;
+        let report = HealthReport::new(self.id, id, t.wave, status, t.seq, now);
+        let sh = sign_report(&self.key, report, self.config.cert.clone());
+        self.outputs.push_back(Output::Broadcast {
+            topic: TOPIC_HEALTH,
+            data: Gossip::Health(sh.clone()).encode(),
+        });
+        // Our own report counts in our own ledger like anyone else's.
+        self.on_health(None, &sh);
+    }
+}

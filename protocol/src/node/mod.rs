@@ -1,0 +1,357 @@
+//! The `Node` engine: one sans-IO state machine per endpoint.
+//!
+//! # Calling contract
+//!
+//! A driver (the agent, the simulator, a test) owns one [`Node`] per endpoint and
+//! does exactly two things with it, in the style of quinn-proto and str0m:
+//!
+//! 1. Feed it every event with [`Node::handle_input`]`(now, input)`: network
+//!    messages, results of actions it asked for, and [`Input::Tick`] when its
+//!    timer fires. `now` is wall-clock time in milliseconds since the Unix epoch
+//!    and must never go backwards between calls (a smaller `now` is treated as
+//!    the last one seen).
+//! 2. After every `handle_input`, drain [`Node::poll_output`] until it returns
+//!    [`Output::Timeout`]: carry out each action, in order, and arm a timer for
+//!    the timeout. Results of actions come back later as inputs
+//!    (`StoreChunk` → `ChunkStored`, `Install` → `InstallFinished`, …).
+//!
+//! The node never blocks, never reads a clock, never does I/O and draws
+//! randomness only from the seed in [`NodeConfig`], so the same inputs at the
+//! same times always give the same outputs. Every rollout and download
+//! decision is made here; drivers only move bytes, keep time and touch disks.
+
+mod fetching;
+mod io;
+mod lifecycle;
+mod serving;
+mod status;
+
+pub use io::{Input, NodeEvent, Output, Verdict};
+pub use status::{NodeStatus, ReleaseStatus};
+
+use crate::chunk::{ChunkHash, ChunkList};
+use crate::fetch::{Bitfield, Download, PeerBook};
+use crate::health::directive::DirectiveLog;
+use crate::health::ledger::Ledger;
+use crate::health::FleetKeys;
+use crate::id::{NodeId, ReleaseId};
+use crate::keys::SigningKey;
+use crate::metadata::trust::TrustedState;
+use crate::release::Release;
+use crate::rollout::{HaltReason, RolloutEvent, RolloutState};
+use crate::time::Timestamp;
+use crate::wave::WavePin;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+
+/// What kind of node this is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeRole {
+    /// An endpoint: fetches, installs in its wave, reports health.
+    #[default]
+    Endpoint,
+    /// A seeder or relay (a vendor's node, a site cache): fetches and serves, never installs.
+    Seeder,
+}
+
+/// Per-node settings.
+#[derive(Clone, Debug, Default)]
+pub struct NodeConfig {
+    /// Seed for every random choice (tie-breaking in the scheduler).
+    pub seed: u64,
+    /// Endpoint or seeder.
+    pub role: NodeRole,
+    /// The operator's wave override for this node (honoured by peers only when signed in `cert`).
+    pub pin: WavePin,
+    /// Fetch as soon as a release is trusted rather than when its wave opens.
+    pub prefetch: bool,
+    /// Operator pause: install nothing until unpaused.
+    pub paused: bool,
+    /// This node's fleet certificate (JSON envelope bytes), required in fleets with an operator key.
+    pub cert: Option<Vec<u8>>,
+}
+
+/// How often a node re-announces its chunk availability when it changed, in milliseconds.
+const HAVE_FLUSH_MS: u64 = 1_000;
+/// How often a node wakes with nothing else to do, in milliseconds (housekeeping).
+const IDLE_TICK_MS: u64 = 30_000;
+/// Delay between a ledger change and the gate re-evaluation it triggers, in milliseconds;
+/// batches bursts of reports into one evaluation.
+const GATE_CHECK_DELAY_MS: u64 = 500;
+
+/// What the node is waiting for from a request it sent.
+#[derive(Clone, Debug)]
+enum Pending {
+    Metadata,
+    Have(ReleaseId),
+    ChunkList(ReleaseId),
+    Chunk { release: ReleaseId, index: u32 },
+}
+
+/// Where the health probe of an installed release stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// Not installed, or the rollout is over.
+    Off,
+    /// Next probe due at this time.
+    DueAt(Timestamp),
+    /// Waiting for `ProbeFinished`.
+    Running,
+}
+
+/// One release as this node follows it.
+struct Tracked {
+    release: Release,
+    state: RolloutState,
+    wave: u32,
+    list: Option<ChunkList>,
+    list_bytes: Option<Vec<u8>>,
+    /// Chunks whose bytes are durable here; what we serve and announce.
+    stored: Option<Bitfield>,
+    download: Option<Download>,
+    /// An outstanding chunk list request: (request id, deadline).
+    list_request: Option<(u64, Timestamp)>,
+    /// Peers that told us they hold chunks of this release (chunk list sources).
+    sources: BTreeSet<NodeId>,
+    ledger: Ledger,
+    directives: DirectiveLog,
+    /// Latched halt: once set it stays until a resume directive lifts it.
+    halt: Option<HaltReason>,
+    probe: Probe,
+    /// Our own reports' sequence number.
+    seq: u64,
+    have_dirty: bool,
+    gate_check_at: Option<Timestamp>,
+    halt_announced: bool,
+}
+
+/// The sans-IO waveguard engine for one endpoint. See the module docs for the calling contract.
+pub struct Node {
+    id: NodeId,
+    key: SigningKey,
+    config: NodeConfig,
+    rng: ChaCha8Rng,
+    now: Timestamp,
+    trust: TrustedState,
+    fleet: FleetKeys,
+    peers: BTreeSet<NodeId>,
+    book: PeerBook,
+    releases: BTreeMap<ReleaseId, Tracked>,
+    /// Verified chunks the store holds, across releases (content-addressed, so releases share them).
+    held: HashSet<ChunkHash>,
+    outputs: VecDeque<Output>,
+    next_request_id: u64,
+    pending: BTreeMap<u64, (NodeId, Pending, Timestamp)>,
+    next_token: u64,
+    serving: serving::Serving,
+    next_have_flush: Timestamp,
+}
+
+impl Node {
+    /// A node with identity `key`, trusting `trust` (at least a root), configured by `config`.
+    pub fn new(key: SigningKey, trust: TrustedState, config: NodeConfig, now: Timestamp) -> Node {
+        let fleet = lifecycle::fleet_keys(&trust);
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut node = Node {
+            id: key.node_id(),
+            key,
+            config,
+            rng,
+            now,
+            trust,
+            fleet,
+            peers: BTreeSet::new(),
+            book: PeerBook::default(),
+            releases: BTreeMap::new(),
+            held: HashSet::new(),
+            outputs: VecDeque::new(),
+            next_request_id: 1,
+            pending: BTreeMap::new(),
+            next_token: 1,
+            serving: serving::Serving::default(),
+            next_have_flush: now,
+        };
+        for release in node.trust.releases() {
+            node.track(release);
+        }
+        node
+    }
+
+    /// This node's ID.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The trusted metadata.
+    pub fn trust(&self) -> &TrustedState {
+        &self.trust
+    }
+
+    /// Feeds one event. See the module docs for the contract.
+    pub fn handle_input(&mut self, now: Timestamp, input: Input) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Tick => {}
+            Input::PeerConnected(peer) => self.on_peer_connected(peer),
+            Input::PeerDisconnected(peer) => self.on_peer_disconnected(peer),
+            Input::Gossip {
+                from,
+                message_id,
+                data,
+            } => {
+                let verdict = self.on_gossip(from, &data);
+                self.outputs.push_back(Output::GossipVerdict {
+                    message_id,
+                    verdict,
+                });
+            }
+            Input::Request {
+                from,
+                request_id,
+                data,
+            } => self.on_request(from, request_id, &data),
+            Input::Response {
+                from,
+                request_id,
+                data,
+            } => self.on_response(from, request_id, &data),
+            Input::RequestFailed { request_id } => self.on_request_failed(request_id),
+            Input::ChunkStored { hash } => self.on_chunk_stored(hash),
+            Input::ChunkStoreFailed { hash, reason } => self.on_chunk_store_failed(hash, reason),
+            Input::ChunkLoaded { token, data } => self.on_chunk_loaded(token, data),
+            Input::ChunksHeld(hashes) => self.on_chunks_held(hashes),
+            Input::Metadata(bundle) => {
+                if let Err(e) = self.apply_metadata(&bundle, true) {
+                    self.event(NodeEvent::Refused {
+                        from: None,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            Input::ChunkList { release, data } => self.on_local_chunk_list(release, data),
+            Input::ArtifactStaged { release, result } => self.on_artifact_staged(release, result),
+            Input::InstallFinished { release, result } => self.on_install_finished(release, result),
+            Input::ProbeFinished { release, healthy } => self.on_probe_finished(release, healthy),
+            Input::RollbackFinished { release, result } => {
+                self.on_rollback_finished(release, result)
+            }
+            Input::Directive(bytes) => {
+                if self.on_directive(&bytes, true).is_err() {
+                    // on_directive already reported why
+                }
+            }
+        }
+        self.step();
+    }
+
+    /// The next action for the driver; [`Output::Timeout`] when there is none.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.outputs.pop_front() {
+            return o;
+        }
+        Output::Timeout(self.next_wakeup())
+    }
+
+    /// Everything time-driven: expire requests, issue new ones, open waves, probe, check gates.
+    fn step(&mut self) {
+        self.expire_requests();
+        self.drive_downloads();
+        self.drive_rollouts();
+        self.flush_have();
+    }
+
+    fn next_wakeup(&self) -> Timestamp {
+        let now = self.now;
+        let mut next = now.plus_millis(IDLE_TICK_MS);
+        let mut consider = |t: Timestamp| {
+            if t > now && t < next {
+                next = t;
+            }
+        };
+        for (_, _, deadline) in self.pending.values() {
+            consider(*deadline);
+        }
+        for t in self.releases.values() {
+            if let Some(d) = t.download.as_ref().and_then(|d| d.next_deadline()) {
+                consider(d);
+            }
+            if let Some((_, d)) = t.list_request {
+                consider(d);
+            }
+            if let Probe::DueAt(d) = t.probe {
+                consider(d);
+            }
+            if let Some(d) = t.gate_check_at {
+                consider(d);
+            }
+            if t.have_dirty {
+                consider(self.next_have_flush);
+            }
+            lifecycle::consider_schedule(t, now, &mut consider);
+        }
+        next
+    }
+
+    fn new_request(&mut self, to: NodeId, pending: Pending, request: crate::wire::Request) -> u64 {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        let deadline = self.now.plus_millis(crate::limits::REQUEST_TIMEOUT_MS);
+        self.pending.insert(id, (to, pending, deadline));
+        self.outputs.push_back(Output::SendRequest {
+            to,
+            request_id: id,
+            data: request.encode(),
+        });
+        id
+    }
+
+    fn event(&mut self, e: NodeEvent) {
+        self.outputs.push_back(Output::Event(e));
+    }
+
+    fn transition(&mut self, release: &ReleaseId, event: RolloutEvent) -> bool {
+        let Some(t) = self.releases.get_mut(release) else {
+            return false;
+        };
+        let from = t.state.name();
+        match t.state.clone().next(event) {
+            Ok(next) => {
+                t.state = next;
+                let to = t.state.name();
+                if from != to {
+                    self.outputs
+                        .push_back(Output::Event(NodeEvent::StateChanged {
+                            release: *release,
+                            from,
+                            to,
+                        }));
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn ban(&mut self, peer: NodeId, reason: String) {
+        if self.book.is_banned(&peer) {
+            return;
+        }
+        self.book.ban(peer, reason.clone(), self.now);
+        for t in self.releases.values_mut() {
+            if let Some(d) = t.download.as_mut() {
+                d.remove_peer(&peer);
+            }
+            t.sources.remove(&peer);
+        }
+        self.outputs.push_back(Output::Ban {
+            peer,
+            reason: reason.clone(),
+        });
+        self.event(NodeEvent::PeerBanned { peer, reason });
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+}
