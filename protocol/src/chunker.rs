@@ -311,12 +311,12 @@ mod tests {
             let p = params(v2020::MINIMUM_MAX + 2, 2 << 20, MAX_CHUNK_BYTES);
             assert!(matches!(
                 check_params(&p),
-                Err(ChunkerError::Unsupported { .. })
+                Err(ChunkerError::InvalidParams(_))
             ));
             let p = params(1 << 20, v2020::AVERAGE_MAX + 2, MAX_CHUNK_BYTES);
             assert!(matches!(
                 check_params(&p),
-                Err(ChunkerError::Unsupported { .. })
+                Err(ChunkerError::InvalidParams(_))
             ));
             // Both bounds themselves are fine, and chunking with them does not panic.
             let p = params(v2020::MINIMUM_MAX, v2020::AVERAGE_MAX, MAX_CHUNK_BYTES);

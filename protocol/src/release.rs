@@ -21,6 +21,11 @@ use thiserror::Error;
 /// because canonical JSON has no floats.
 pub const PPM: u32 = 1_000_000;
 
+/// Largest `min_size` FastCDC 2020 supports.
+pub const MAX_CHUNK_MIN: u32 = 1024 * 1024;
+/// Largest `avg_size` FastCDC 2020 supports.
+pub const MAX_CHUNK_AVG: u32 = 4 * 1024 * 1024;
+
 /// The only chunker algorithm name defined so far.
 pub const CHUNKER_FASTCDC_V2020: &str = "fastcdc-v2020";
 
@@ -277,13 +282,16 @@ impl ChunkerParams {
                 self.algorithm.chars().take(32).collect::<String>()
             )));
         }
+        // FastCDC 2020 itself refuses a minimum over 1 MiB or an average over 4 MiB.
         let ok = MIN_CHUNK_MIN <= self.min_size
             && self.min_size <= self.avg_size
             && self.avg_size <= self.max_size
-            && self.max_size <= MAX_CHUNK_BYTES;
+            && self.max_size <= MAX_CHUNK_BYTES
+            && self.min_size <= MAX_CHUNK_MIN
+            && self.avg_size <= MAX_CHUNK_AVG;
         if !ok {
             return Err(ReleaseError::OutOfBounds(format!(
-                "chunker sizes min {} avg {} max {} must satisfy {MIN_CHUNK_MIN} <= min <= avg <= max <= {MAX_CHUNK_BYTES}",
+                "chunker sizes min {} avg {} max {} must satisfy {MIN_CHUNK_MIN} <= min <= avg <= max <= {MAX_CHUNK_BYTES}, min <= {MAX_CHUNK_MIN} and avg <= {MAX_CHUNK_AVG}",
                 self.min_size, self.avg_size, self.max_size
             )));
         }

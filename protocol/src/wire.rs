@@ -155,6 +155,9 @@ pub enum WireError {
         /// The decoder's complaint.
         reason: String,
     },
+    /// Valid postcard, but not the shortest encoding (an overlong varint).
+    #[error("{0} is not minimally encoded")]
+    NotMinimal(&'static str),
     /// Bytes left over after the message.
     #[error("{kind} has {0} trailing bytes", kind = .1)]
     Trailing(usize, &'static str),
@@ -205,6 +208,16 @@ fn decode<'a, T: Deserialize<'a>>(
     Ok(msg)
 }
 
+/// Requires `bytes` to be the one encoding of `msg`: postcard also reads
+/// overlong varints, and several encodings of one message would defeat
+/// deduplication by content hash.
+fn check_unique<T: Serialize>(msg: &T, bytes: &[u8], kind: &'static str) -> Result<(), WireError> {
+    if encode(msg) != bytes {
+        return Err(WireError::NotMinimal(kind));
+    }
+    Ok(())
+}
+
 fn check_count(
     kind: &'static str,
     what: &'static str,
@@ -246,6 +259,7 @@ impl Gossip {
             )?,
             Gossip::Health(_) | Gossip::Directive(_) => {}
         }
+        check_unique(&msg, bytes, KIND)?;
         Ok(msg)
     }
 
@@ -272,6 +286,7 @@ impl Request {
         if let Request::Have { bitfield, .. } = &msg {
             check_count(KIND, "bitfield bytes", bitfield.len(), MAX_BITFIELD_BYTES)?;
         }
+        check_unique(&msg, bytes, KIND)?;
         Ok(msg)
     }
 }
@@ -303,6 +318,7 @@ impl Response {
             }
             Response::NotFound | Response::Busy => {}
         }
+        check_unique(&msg, bytes, KIND)?;
         Ok(msg)
     }
 }
@@ -325,6 +341,22 @@ mod tests {
             Err(WireError::Version { got: 2, .. })
         ));
         assert!(matches!(Request::decode(&[]), Err(WireError::Empty(_))));
+    }
+
+    #[test]
+    fn refuses_overlong_varints() {
+        let ok = Request::Chunk {
+            release: crate::id::ReleaseId([0; 32]),
+            index: 0,
+        }
+        .encode();
+        assert!(Request::decode(&ok).is_ok());
+        let mut long = ok[..ok.len() - 1].to_vec();
+        long.extend_from_slice(&[0x80, 0x00]);
+        assert!(matches!(
+            Request::decode(&long),
+            Err(WireError::NotMinimal(_))
+        ));
     }
 
     #[test]

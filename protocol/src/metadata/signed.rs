@@ -72,6 +72,21 @@ pub enum DecodeError {
         /// The limit.
         limit: usize,
     },
+    /// A string holds a control character or text not in Unicode NFC, so its
+    /// canonical form would differ from what was received.
+    #[error("{kind} holds a string with a control character or non-NFC text; its canonical form differs from the document")]
+    NotNormalised {
+        /// What was being read.
+        kind: &'static str,
+    },
+    /// A key ID or signature is not lowercase hex.
+    #[error("{kind} has a signature whose keyid or sig is not lowercase hex (keyid {keyid:?})")]
+    BadSignatureEncoding {
+        /// What was being read.
+        kind: &'static str,
+        /// The key ID as given (shortened).
+        keyid: String,
+    },
     /// The `signed` value has no canonical form (for example it holds a float).
     #[error("{kind} has no canonical JSON form (floats are not allowed): {source}")]
     NotCanonical {
@@ -80,6 +95,11 @@ pub enum DecodeError {
         /// The serializer's complaint.
         source: serde_json::Error,
     },
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Checking signatures against a role failed.
@@ -151,6 +171,23 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
         }
         let canonical = canonical_json(&raw.signed)
             .map_err(|source| DecodeError::NotCanonical { kind, source })?;
+        // OLPC canonical JSON normalises strings to NFC and writes control characters raw. Either
+        // would let two different documents share one signature (or produce unparseable bytes),
+        // so the canonical form must read back as exactly the value received.
+        match serde_json::from_slice::<serde_json::Value>(&canonical) {
+            Ok(back) if back == raw.signed => {}
+            _ => return Err(DecodeError::NotNormalised { kind }),
+        }
+        if let Some(bad) = raw
+            .signatures
+            .iter()
+            .find(|s| !is_lower_hex(&s.keyid.0) || !is_lower_hex(&s.sig))
+        {
+            return Err(DecodeError::BadSignatureEncoding {
+                kind,
+                keyid: bad.keyid.0.chars().take(80).collect(),
+            });
+        }
         let signed: T = serde_json::from_value(raw.signed)
             .map_err(|source| DecodeError::Json { kind, source })?;
         Ok(Envelope {
@@ -323,6 +360,25 @@ mod tests {
         let tampered = String::from_utf8(bytes).unwrap().replace("\"x\"", "\"y\"");
         let typed = Envelope::<OnlyA>::from_json(tampered.as_bytes(), 1 << 20, "test").unwrap();
         assert!(typed.verify_role("r", &role, &keys).is_err());
+    }
+
+    #[test]
+    fn refuses_text_whose_canonical_form_differs() {
+        let nfd = r#"{"signed":{"p":"cafe\u0301"},"signatures":[]}"#;
+        assert!(matches!(
+            Envelope::<serde_json::Value>::from_json(nfd.as_bytes(), 1000, "t"),
+            Err(DecodeError::NotNormalised { .. })
+        ));
+        let control = br#"{"signed":{"p":"a\nb"},"signatures":[]}"#;
+        assert!(matches!(
+            Envelope::<serde_json::Value>::from_json(control, 1000, "t"),
+            Err(DecodeError::NotNormalised { .. })
+        ));
+        let upper = br#"{"signed":{"p":1},"signatures":[{"keyid":"AB","sig":"00"}]}"#;
+        assert!(matches!(
+            Envelope::<serde_json::Value>::from_json(upper, 1000, "t"),
+            Err(DecodeError::BadSignatureEncoding { .. })
+        ));
     }
 
     #[test]
