@@ -13,14 +13,15 @@
 use crate::clock::EventQueue;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use serde_bytes::ByteBuf;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use thiserror::Error;
 use waveguard_protocol::chunk::{hash, ChunkHash};
-use waveguard_protocol::metadata::trust::TrustedState;
+use waveguard_protocol::metadata::trust::{StoredTrust, TrustedState};
 use waveguard_protocol::node::{Input, Node, NodeConfig, NodeEvent, NodeRole, Output, Verdict};
 use waveguard_protocol::rollout::HaltReason;
 use waveguard_protocol::wave::{wave_of, WavePin};
-use waveguard_protocol::wire::MetadataBundle;
+use waveguard_protocol::wire::{MetadataBundle, Response};
 use waveguard_protocol::{NodeId, ReleaseId, SigningKey, Timestamp};
 
 /// How a bad release hurts the machines that install it.
@@ -106,6 +107,15 @@ enum Event {
 
 struct SimNode {
     engine: Node,
+    key: SigningKey,
+    node_config: NodeConfig,
+    /// What the engine asked to keep durably, for restarts.
+    saved_trust: Option<StoredTrust>,
+    saved_lists: BTreeMap<ReleaseId, Vec<u8>>,
+    /// How often each chunk was written: a restart must not fetch a stored chunk again.
+    writes: HashMap<ChunkHash, u32>,
+    /// Serves chunks with a flipped byte (a hostile peer that bypasses its engine).
+    liar: bool,
     store: HashMap<ChunkHash, Vec<u8>>,
     staged: BTreeMap<ReleaseId, [u8; 32]>,
     neighbours: BTreeSet<usize>,
@@ -131,6 +141,8 @@ pub struct Mesh {
     next_message: u64,
     bad: BTreeMap<ReleaseId, BadMode>,
     installs: Vec<InstallRecord>,
+    /// (banning node, banned node).
+    bans: Vec<(usize, usize)>,
     trace: blake3::Hasher,
     events: u64,
 }
@@ -138,6 +150,16 @@ pub struct Mesh {
 impl Mesh {
     /// A mesh whose nodes all trust `root` (root metadata JSON), starting at `start`.
     pub fn new(config: MeshConfig, root: &[u8], start: Timestamp) -> Result<Mesh, String> {
+        Mesh::with_certs(config, root, start, &|_| None)
+    }
+
+    /// Like [`Mesh::new`], giving each node the fleet certificate `certify` returns for it.
+    pub fn with_certs(
+        config: MeshConfig,
+        root: &[u8],
+        start: Timestamp,
+        certify: &dyn Fn(NodeId) -> Option<Vec<u8>>,
+    ) -> Result<Mesh, String> {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let count = config.endpoints + 1;
         let mut nodes = Vec::with_capacity(count);
@@ -157,12 +179,18 @@ impl Mesh {
                 pin: WavePin::None,
                 prefetch: config.prefetch,
                 paused: false,
-                cert: None,
+                cert: certify(key.node_id()),
             };
-            let engine = Node::new(key, trust, node_config, start);
+            let engine = Node::new(key.clone(), trust, node_config.clone(), start);
             index.insert(engine.id(), i);
             nodes.push(SimNode {
                 engine,
+                key,
+                node_config,
+                saved_trust: None,
+                saved_lists: BTreeMap::new(),
+                writes: HashMap::new(),
+                liar: false,
                 store: HashMap::new(),
                 staged: BTreeMap::new(),
                 neighbours: BTreeSet::new(),
@@ -184,6 +212,7 @@ impl Mesh {
             next_message: 1,
             bad: BTreeMap::new(),
             installs: Vec::new(),
+            bans: Vec::new(),
             trace: blake3::Hasher::new(),
             events: 0,
         };
@@ -410,6 +439,11 @@ impl Mesh {
             Output::Respond {
                 request_id, data, ..
             } => {
+                let data = if self.nodes[i].liar {
+                    corrupt_chunk(data)
+                } else {
+                    data
+                };
                 if let Some((requester, their_id)) = self.routes.remove(&request_id) {
                     let from = self.nodes[i].engine.id();
                     let at = self.later(lat);
@@ -443,6 +477,7 @@ impl Mesh {
                     )));
                 }
                 self.nodes[i].store.insert(h, data);
+                *self.nodes[i].writes.entry(h).or_default() += 1;
                 self.queue.push(
                     self.now,
                     Event::Deliver {
@@ -535,13 +570,18 @@ impl Mesh {
             }
             Output::Ban { peer, .. } => {
                 if let Some(&j) = self.index.get(&peer) {
-                    self.nodes[i].neighbours.remove(&j);
+                    self.bans.push((i, j));
+                    self.disconnect(i, j);
                 }
+            }
+            Output::StoreTrust(stored) => self.nodes[i].saved_trust = Some(stored),
+            Output::StoreChunkList { release, data } => {
+                self.nodes[i].saved_lists.insert(release, data);
             }
             Output::Event(NodeEvent::Halted { release, .. }) => {
                 self.nodes[i].halted.insert(release);
             }
-            Output::Event(_) | Output::StoreChunkList { .. } | Output::StoreTrust(_) => {}
+            Output::Event(_) => {}
             _ => {}
         }
         Ok(())
@@ -614,6 +654,109 @@ impl Mesh {
         }
     }
 
+    /// Makes node `i` serve every chunk with one byte flipped.
+    pub fn make_liar(&mut self, i: usize) {
+        self.nodes[i].liar = true;
+    }
+
+    /// Every (banning node, banned node) pair so far.
+    pub fn bans(&self) -> &[(usize, usize)] {
+        &self.bans
+    }
+
+    /// How many times node `i` wrote each chunk (a restart must not write a stored chunk again).
+    pub fn chunk_writes(&self, i: usize) -> &HashMap<ChunkHash, u32> {
+        &self.nodes[i].writes
+    }
+
+    /// Chunks node `i` holds.
+    pub fn chunks_held(&self, i: usize) -> usize {
+        self.nodes[i].store.len()
+    }
+
+    /// Kills node `i` (as `kill -9` would) and starts it again from what it had made durable:
+    /// its trusted metadata, chunk lists and chunk store. Its connections drop and come back.
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let trust = match &n.saved_trust {
+            Some(stored) => TrustedState::from_stored(stored).map_err(|e| e.to_string())?,
+            None => return Err(format!("node {i} never stored any trust")),
+        };
+        n.engine = Node::new(n.key.clone(), trust, n.node_config.clone(), now);
+        n.next_wake = None;
+        n.seen_gossip.clear();
+        let mut held: Vec<ChunkHash> = n.store.keys().copied().collect();
+        held.sort();
+        let lists: Vec<(ReleaseId, Vec<u8>)> =
+            n.saved_lists.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let neighbours: Vec<usize> = n.neighbours.iter().copied().collect();
+        // Replies still in flight to the old process are lost with it.
+        self.routes.retain(|_, (requester, _)| *requester != i);
+        self.queue.push(
+            now,
+            Event::Deliver {
+                to: i,
+                input: Input::ChunksHeld(held),
+            },
+        );
+        for (release, data) in lists {
+            self.queue.push(
+                now,
+                Event::Deliver {
+                    to: i,
+                    input: Input::ChunkList { release, data },
+                },
+            );
+        }
+        let id = self.nodes[i].engine.id();
+        for j in neighbours {
+            let other = self.nodes[j].engine.id();
+            self.queue.push(
+                now,
+                Event::Deliver {
+                    to: j,
+                    input: Input::PeerDisconnected(id),
+                },
+            );
+            self.queue.push(
+                now,
+                Event::Deliver {
+                    to: j,
+                    input: Input::PeerConnected(id),
+                },
+            );
+            self.queue.push(
+                now,
+                Event::Deliver {
+                    to: i,
+                    input: Input::PeerConnected(other),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn disconnect(&mut self, a: usize, b: usize) {
+        self.nodes[a].neighbours.remove(&b);
+        self.nodes[b].neighbours.remove(&a);
+        let (ida, idb) = (self.nodes[a].engine.id(), self.nodes[b].engine.id());
+        self.queue.push(
+            self.now,
+            Event::Deliver {
+                to: a,
+                input: Input::PeerDisconnected(idb),
+            },
+        );
+        self.queue.push(
+            self.now,
+            Event::Deliver {
+                to: b,
+                input: Input::PeerDisconnected(ida),
+            },
+        );
+    }
+
     /// Every install so far.
     pub fn installs(&self) -> &[InstallRecord] {
         &self.installs
@@ -668,6 +811,20 @@ impl Mesh {
             .into_iter()
             .find(|r| &r.id == release)
             .and_then(|r| r.halt)
+    }
+}
+
+/// Flips one byte of a chunk response; leaves every other response alone.
+fn corrupt_chunk(data: Vec<u8>) -> Vec<u8> {
+    match Response::decode(&data) {
+        Ok(Response::Chunk(bytes)) => {
+            let mut bytes = bytes.into_vec();
+            if let Some(b) = bytes.first_mut() {
+                *b ^= 0xff;
+            }
+            Response::Chunk(ByteBuf::from(bytes)).encode()
+        }
+        _ => data,
     }
 }
 

@@ -2,97 +2,14 @@
 //! a release spreads from one seeder, waves open in order on a fake clock,
 //! and a bad release halts at its first wave however it breaks machines.
 
+mod support;
+
+use support::{policy, run, setup, waves_of, T0};
 use waveguard_protocol::health::directive::DirectiveAction;
 use waveguard_protocol::node::Input;
-use waveguard_protocol::release::{HealthPolicy, RolloutPolicy, WaveSpec};
 use waveguard_protocol::rollout::{HaltReason, RolloutState};
-use waveguard_protocol::wave::{wave_of, WavePin};
 use waveguard_protocol::Timestamp;
-use waveguard_sim::mesh::{BadMode, Mesh, MeshConfig};
-use waveguard_sim::sample::{SampleRelease, SampleVendor};
-
-const T0: Timestamp = Timestamp::from_secs(1_900_000_000);
-
-/// Three waves (25%, 60%, 100%) starting a minute after publishing.
-fn policy() -> RolloutPolicy {
-    RolloutPolicy {
-        start: T0.plus_secs(60),
-        waves: vec![
-            WaveSpec {
-                name: "canary".into(),
-                cumulative_ppm: 250_000,
-                bake_seconds: 120,
-            },
-            WaveSpec {
-                name: "early".into(),
-                cumulative_ppm: 600_000,
-                bake_seconds: 120,
-            },
-            WaveSpec {
-                name: "all".into(),
-                cumulative_ppm: 1_000_000,
-                bake_seconds: 60,
-            },
-        ],
-        health: HealthPolicy {
-            max_failure_ppm: 300_000,
-            min_reports: 1,
-            silence_seconds: 30,
-            heartbeat_seconds: 10,
-        },
-    }
-}
-
-struct Setup {
-    mesh: Mesh,
-    vendor: SampleVendor,
-    release: SampleRelease,
-}
-
-/// A mesh of `endpoints` nodes plus a seeder holding one 2 MiB release.
-fn setup(seed: u64, endpoints: usize, degree: Option<usize>) -> Setup {
-    let mut vendor = SampleVendor::new(seed, T0, false).expect("vendor");
-    let config = MeshConfig {
-        seed,
-        endpoints,
-        degree,
-        ..MeshConfig::default()
-    };
-    let mut mesh = Mesh::new(config, vendor.root_json(), T0).expect("mesh");
-    let release = vendor
-        .release("acme-sensor", "7.11.0", 2 << 20, policy(), T0)
-        .expect("release");
-    mesh.publish(
-        release.bundle.clone(),
-        release.id,
-        release.chunk_list.clone(),
-        release.chunks.clone(),
-    );
-    Setup {
-        mesh,
-        vendor,
-        release,
-    }
-}
-
-fn waves_of(s: &Setup) -> Vec<usize> {
-    (1..s.mesh.len())
-        .map(|i| {
-            wave_of(
-                &policy(),
-                &s.release.id,
-                &s.mesh.node(i).id(),
-                WavePin::None,
-            )
-        })
-        .collect()
-}
-
-fn run(s: &mut Setup, until: Timestamp) {
-    if let Err(e) = s.mesh.run_until(until) {
-        panic!("{e}");
-    }
-}
+use waveguard_sim::mesh::BadMode;
 
 #[test]
 fn a_good_release_reaches_every_endpoint_wave_by_wave() {

@@ -13,7 +13,7 @@ use crate::rollout::{RolloutEvent, RolloutState};
 use crate::wave::wave_of;
 use crate::wire::{Gossip, MetadataBundle, Request, Response};
 use serde_bytes::ByteBuf;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 impl Node {
     pub(super) fn on_peer_connected(&mut self, peer: NodeId) {
@@ -102,6 +102,7 @@ impl Node {
                 wave: u32::try_from(wave).unwrap_or(u32::MAX),
                 list: None,
                 list_bytes: None,
+                positions: HashMap::new(),
                 stored: None,
                 download: None,
                 list_request: None,
@@ -383,6 +384,11 @@ impl Node {
         let Some(t) = self.releases.get_mut(&id) else {
             return;
         };
+        let mut positions: HashMap<ChunkHash, Vec<u32>> = HashMap::new();
+        for (i, c) in list.chunks.iter().enumerate() {
+            positions.entry(c.hash).or_default().push(i as u32);
+        }
+        t.positions = positions;
         t.list = Some(list);
         t.list_bytes = Some(bytes.clone());
         t.stored = Some(stored);
@@ -423,7 +429,8 @@ impl Node {
         };
         match verify_chunk(&entry, &bytes) {
             Ok(()) => {
-                d.on_chunk_verified(&from, index);
+                let duplicates = d.on_chunk_verified(&from, index);
+                self.forget_requests(id, &duplicates);
                 if !self.held.contains(&entry.hash) {
                     self.outputs.push_back(Output::StoreChunk {
                         hash: entry.hash,
@@ -432,7 +439,8 @@ impl Node {
                 }
             }
             Err(e) => {
-                d.on_chunk_corrupt(&from, index);
+                let dropped = d.on_chunk_corrupt(&from, index);
+                self.forget_requests(id, &dropped);
                 self.ban(from, format!("sent a corrupt chunk {index} of {id}: {e}"));
             }
         }
@@ -445,35 +453,47 @@ impl Node {
             let Some(t) = self.releases.get_mut(&id) else {
                 continue;
             };
-            let (Some(list), Some(stored)) = (t.list.as_ref(), t.stored.as_mut()) else {
+            let indices = t.indices_of(&hash);
+            let Some(stored) = t.stored.as_mut() else {
                 continue;
             };
             let mut changed = false;
-            for (i, c) in list.chunks.iter().enumerate() {
-                if c.hash == hash && !stored.get(i as u32) {
-                    stored.set(i as u32);
+            let mut pointless = Vec::new();
+            for i in indices {
+                if stored.set(i) {
                     if let Some(d) = t.download.as_mut() {
-                        d.mark_held(i as u32);
+                        pointless.extend(d.mark_held(i));
                     }
                     changed = true;
                 }
             }
             if changed {
                 t.have_dirty = true;
+                self.forget_requests(id, &pointless);
                 self.check_complete(id);
             }
         }
     }
 
+    /// Forgets our handles for chunk requests the scheduler no longer wants answered;
+    /// a late answer to one is then ignored.
+    fn forget_requests(&mut self, release: ReleaseId, requests: &[(NodeId, u32)]) {
+        if requests.is_empty() {
+            return;
+        }
+        self.pending.retain(|_, (peer, pending, _)| {
+            !matches!(pending, Pending::Chunk { release: r, index }
+                if *r == release && requests.contains(&(*peer, *index)))
+        });
+    }
+
     pub(super) fn on_chunk_store_failed(&mut self, hash: ChunkHash, reason: String) {
         // The chunk was verified but not kept: make it requestable again.
         for t in self.releases.values_mut() {
-            let (Some(list), Some(d)) = (t.list.as_ref(), t.download.as_mut()) else {
-                continue;
-            };
-            for (i, c) in list.chunks.iter().enumerate() {
-                if c.hash == hash {
-                    d.mark_missing(i as u32);
+            let indices = t.indices_of(&hash);
+            if let Some(d) = t.download.as_mut() {
+                for i in indices {
+                    d.mark_missing(i);
                 }
             }
         }

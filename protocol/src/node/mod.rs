@@ -43,7 +43,7 @@ use crate::time::Timestamp;
 use crate::wave::WavePin;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// What kind of node this is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -107,6 +107,9 @@ struct Tracked {
     wave: u32,
     list: Option<ChunkList>,
     list_bytes: Option<Vec<u8>>,
+    /// Where each chunk hash stands in the list (a hash may repeat), so a stored
+    /// chunk is placed without scanning the whole list.
+    positions: HashMap<ChunkHash, Vec<u32>>,
     /// Chunks whose bytes are durable here; what we serve and announce.
     stored: Option<Bitfield>,
     download: Option<Download>,
@@ -124,6 +127,13 @@ struct Tracked {
     have_dirty: bool,
     gate_check_at: Option<Timestamp>,
     halt_announced: bool,
+}
+
+impl Tracked {
+    /// Indices of `hash` in the chunk list (empty before the list is known).
+    fn indices_of(&self, hash: &ChunkHash) -> Vec<u32> {
+        self.positions.get(hash).cloned().unwrap_or_default()
+    }
 }
 
 /// The sans-IO waveguard engine for one endpoint. See the module docs for the calling contract.

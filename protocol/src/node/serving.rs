@@ -165,14 +165,14 @@ impl Node {
     fn forget_chunk(&mut self, hash: crate::chunk::ChunkHash) {
         self.held.remove(&hash);
         for t in self.releases.values_mut() {
-            let (Some(list), Some(stored)) = (t.list.as_ref(), t.stored.as_mut()) else {
+            let indices = t.indices_of(&hash);
+            let Some(stored) = t.stored.as_mut() else {
                 continue;
             };
-            for (i, c) in list.chunks.iter().enumerate() {
-                if c.hash == hash {
-                    stored.clear(i as u32);
+            for i in indices {
+                if stored.clear(i) {
                     if let Some(d) = t.download.as_mut() {
-                        d.mark_missing(i as u32);
+                        d.mark_missing(i);
                     }
                     t.have_dirty = true;
                 }

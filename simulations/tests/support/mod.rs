@@ -1,0 +1,128 @@
+//! Shared setup for the in-memory mesh tests: a fixed clock, a three-wave
+//! policy and a mesh with one published release.
+#![allow(dead_code)]
+
+use waveguard_protocol::release::{HealthPolicy, RolloutPolicy, WaveSpec};
+use waveguard_protocol::wave::{wave_of, WavePin};
+use waveguard_protocol::{NodeId, Timestamp};
+use waveguard_sim::mesh::{Mesh, MeshConfig};
+use waveguard_sim::sample::{SampleRelease, SampleVendor};
+
+pub const T0: Timestamp = Timestamp::from_secs(1_900_000_000);
+
+/// Three waves (25%, 60%, 100%) starting a minute after publishing.
+pub fn policy() -> RolloutPolicy {
+    RolloutPolicy {
+        start: T0.plus_secs(60),
+        waves: vec![
+            WaveSpec {
+                name: "canary".into(),
+                cumulative_ppm: 250_000,
+                bake_seconds: 120,
+            },
+            WaveSpec {
+                name: "early".into(),
+                cumulative_ppm: 600_000,
+                bake_seconds: 120,
+            },
+            WaveSpec {
+                name: "all".into(),
+                cumulative_ppm: 1_000_000,
+                bake_seconds: 60,
+            },
+        ],
+        health: HealthPolicy {
+            max_failure_ppm: 300_000,
+            min_reports: 1,
+            silence_seconds: 30,
+            heartbeat_seconds: 10,
+        },
+    }
+}
+
+pub struct Setup {
+    pub mesh: Mesh,
+    pub vendor: SampleVendor,
+    pub release: SampleRelease,
+}
+
+/// A mesh of `endpoints` nodes plus a seeder holding one 2 MiB release.
+pub fn setup(seed: u64, endpoints: usize, degree: Option<usize>) -> Setup {
+    let mut vendor = SampleVendor::new(seed, T0, false).expect("vendor");
+    let config = MeshConfig {
+        seed,
+        endpoints,
+        degree,
+        ..MeshConfig::default()
+    };
+    let mut mesh = Mesh::new(config, vendor.root_json(), T0).expect("mesh");
+    let release = vendor
+        .release("acme-sensor", "7.11.0", 2 << 20, policy(), T0)
+        .expect("release");
+    mesh.publish(
+        release.bundle.clone(),
+        release.id,
+        release.chunk_list.clone(),
+        release.chunks.clone(),
+    );
+    Setup {
+        mesh,
+        vendor,
+        release,
+    }
+}
+
+pub fn waves_of(s: &Setup) -> Vec<usize> {
+    (1..s.mesh.len())
+        .map(|i| {
+            wave_of(
+                &policy(),
+                &s.release.id,
+                &s.mesh.node(i).id(),
+                WavePin::None,
+            )
+        })
+        .collect()
+}
+
+pub fn run(s: &mut Setup, until: Timestamp) {
+    if let Err(e) = s.mesh.run_until(until) {
+        panic!("{e}");
+    }
+}
+
+/// Like [`setup`], in a fleet with an operator key: `certify` says which endpoints get a certificate.
+pub fn setup_fleet(seed: u64, endpoints: usize, certify: impl Fn(NodeId) -> bool) -> Setup {
+    let mut vendor = SampleVendor::new(seed, T0, true).expect("vendor");
+    let config = MeshConfig {
+        seed,
+        endpoints,
+        ..MeshConfig::default()
+    };
+    let operator = vendor.operator_key().clone();
+    let issue = |node: NodeId| {
+        certify(node).then(|| {
+            waveguard_protocol::health::cert::issue_cert(
+                &[&operator],
+                node,
+                T0.plus_secs(30 * 24 * 3600),
+                WavePin::None,
+            )
+        })
+    };
+    let mut mesh = Mesh::with_certs(config, vendor.root_json(), T0, &issue).expect("mesh");
+    let release = vendor
+        .release("acme-sensor", "7.11.0", 2 << 20, policy(), T0)
+        .expect("release");
+    mesh.publish(
+        release.bundle.clone(),
+        release.id,
+        release.chunk_list.clone(),
+        release.chunks.clone(),
+    );
+    Setup {
+        mesh,
+        vendor,
+        release,
+    }
+}
