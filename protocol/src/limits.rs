@@ -1,75 +1,381 @@
 //! Every bound the protocol enforces, in one place.
 //!
-//! Anything a peer sends is hostile until verified, so every size, count and
-//! queue has a limit here, each with the reason for its value. `docs/protocol.md`
-//! repeats these numbers normatively; change both together.
+//! Anything a peer sends is hostile until verified, so every size, count,
+//! queue and timeout has a limit here, each with the reason for its value,
+//! grouped by the part of the protocol it bounds. `docs/protocol.md`
+//! (section 13) repeats these numbers normatively; change both together.
+//! Modules that used to define some of these re-export them from here, so
+//! paths such as `fetch::BENCH_MS` or `wire::MAX_BUNDLE_ROOTS` keep working.
+//!
+//! Timing constants private to the node engine (how often it flushes
+//! availability or wakes up) live in `node` and are listed in the spec as
+//! behaviour, not as limits.
 
-/// Largest root metadata document accepted, in bytes (tough's default: roots are small).
+// ---------------------------------------------------------------------------
+// Signed documents and trust metadata (sections 5 to 7 of the spec)
+
+/// Largest root metadata document accepted, in bytes. A root with the most
+/// keys ([`MAX_KEYS_PER_ROOT`], about 200 bytes each) and signatures is under
+/// 40 KiB; 1 MiB is tough's default and leaves room for unknown fields.
 pub const MAX_ROOT_BYTES: usize = 1024 * 1024;
-/// Largest timestamp metadata document accepted, in bytes.
+/// Largest timestamp metadata document accepted, in bytes. A timestamp has
+/// one pin and is under 1 KiB plus signatures; 1 MiB matches tough's default.
 pub const MAX_TIMESTAMP_BYTES: usize = 1024 * 1024;
-/// Largest snapshot metadata document accepted, in bytes.
+/// Largest snapshot metadata document accepted, in bytes. Without delegations
+/// a snapshot pins one document, so it is as small as a timestamp.
 pub const MAX_SNAPSHOT_BYTES: usize = 1024 * 1024;
-/// Largest targets metadata document accepted, in bytes (tough's default).
+/// Largest targets metadata document accepted, in bytes: tough's default.
+/// In practice a whole bundle must also fit one gossip message
+/// ([`MAX_GOSSIP_BYTES`]), which is the tighter bound.
 pub const MAX_TARGETS_BYTES: usize = 10 * 1024 * 1024;
-/// Most root versions walked in one update; stops an endless chain of rotations.
+/// Most root versions walked in one update; stops an endless chain of
+/// rotations. A vendor rotating its root keys monthly needs 85 years for 1024.
 pub const MAX_ROOT_ROTATIONS: u64 = 1024;
-/// Most keys a root may list; a threshold larger than a handful is never needed.
+/// Most keys a root may list. A threshold larger than a handful is never
+/// needed; 64 covers four roles plus an operator role with generous spares.
 pub const MAX_KEYS_PER_ROOT: usize = 64;
-/// Most signatures examined on one document; bounds verification work per message.
+/// Most signatures examined on one document; bounds verification work per
+/// message. No role can use more signatures than the root has keys, so this
+/// equals [`MAX_KEYS_PER_ROOT`].
 pub const MAX_SIGNATURES: usize = 64;
-/// Most targets (releases) one targets document may carry: at about 1 to 4 KB an entry,
-/// 256 keep a metadata bundle inside one gossip message.
+/// Most targets (releases) one targets document may carry: at about 1 to 4 KB
+/// an entry, 256 keep a metadata bundle inside one gossip message.
 pub const MAX_TARGETS: usize = 256;
+/// Longest product, version, wave or target name, in bytes: long enough for
+/// any real file or version name, short enough to log and display whole.
+pub const MAX_NAME_BYTES: usize = 128;
 
-/// Smallest chunk the chunker may be configured to emit (fastcdc's floor for v2020 is 64 bytes; we want SIMD-sized hashing).
+// ---------------------------------------------------------------------------
+// Content: chunking, chunk lists and artifacts (section 9)
+
+/// Smallest `min_size` a release may sign. FastCDC 2020 itself goes down to
+/// 64 bytes, but every chunk costs 36 bytes of chunk list, one request and one
+/// store entry; at 16 KiB that overhead stays below a quarter of a percent.
 pub const MIN_CHUNK_MIN: u32 = 16 * 1024;
-/// Largest chunk anyone may announce or send: a chunk list naming larger chunks is refused.
-/// 8 MiB stays under request-response's 10 MiB cap with room for framing.
+/// Largest `min_size` a release may sign: FastCDC 2020 refuses a larger
+/// minimum, so no publisher could reproduce such a chunk list.
+pub const MAX_CHUNK_MIN: u32 = 1024 * 1024;
+/// Largest `avg_size` a release may sign: FastCDC 2020 refuses a larger
+/// average (its normalisation masks end there).
+pub const MAX_CHUNK_AVG: u32 = 4 * 1024 * 1024;
+/// Largest chunk anyone may announce or send: a chunk list naming larger
+/// chunks is refused. 8 MiB stays under libp2p request-response's 10 MiB
+/// message cap with room for framing.
 pub const MAX_CHUNK_BYTES: u32 = 8 * 1024 * 1024;
-/// Default chunker parameters: about 1 MiB average so deltas share most chunks.
+/// Default minimum chunk size of the publisher: a quarter of the average.
 pub const DEFAULT_CHUNK_MIN: u32 = 256 * 1024;
-/// Default average chunk size.
+/// Default average chunk size of the publisher: about 1 MiB, small enough that
+/// a new version shares most chunks with the old one, large enough that a
+/// 1 GiB artifact is about a thousand requests.
 pub const DEFAULT_CHUNK_AVG: u32 = 1024 * 1024;
-/// Default maximum chunk size.
+/// Default maximum chunk size of the publisher: four times the average.
 pub const DEFAULT_CHUNK_MAX: u32 = 4 * 1024 * 1024;
-/// Most chunks in one release: keeps the chunk list (36 B each, 4.7 MiB) inside one response
-/// and an availability bitfield at 16 KiB; at 1 MiB average that is a 128 GiB artifact.
+/// Most chunks in one release: keeps the chunk list (36 bytes a chunk,
+/// 4.5 MiB) inside one response frame and an availability bitfield at
+/// 16 KiB; at a 1 MiB average that is a 128 GiB artifact.
 pub const MAX_CHUNKS_PER_RELEASE: u32 = 1 << 17;
-/// Largest artifact: bounded by the chunk count and the largest chunk.
+/// Largest artifact, in bytes: [`MAX_CHUNKS_PER_RELEASE`] chunks of
+/// [`MAX_CHUNK_BYTES`] each (1 TiB).
 pub const MAX_ARTIFACT_BYTES: u64 = 1 << 40;
 
-/// Largest wire frame of any kind: one chunk plus framing.
-pub const MAX_FRAME_BYTES: usize = MAX_CHUNK_BYTES as usize + 64 * 1024;
-/// Most waves in a rollout policy.
-pub const MAX_WAVES: usize = 16;
-/// Longest product, version, wave or target name, in bytes.
-pub const MAX_NAME_BYTES: usize = 128;
-/// Most health reports carried as evidence in one halt announcement.
-pub const MAX_EVIDENCE_REPORTS: usize = 256;
+// ---------------------------------------------------------------------------
+// Rollout policy (sections 6.4 and 11)
 
-/// Most peers one node tracks availability for; further peers are ignored until one leaves.
-pub const MAX_TRACKED_PEERS: usize = 256;
-/// Most chunk requests in flight to one peer.
-pub const MAX_REQUESTS_PER_PEER: usize = 4;
-/// Most chunk requests in flight in total.
-pub const MAX_REQUESTS_TOTAL: usize = 64;
-/// Most chunk requests a node serves to one peer at once; further ones are answered `Busy`.
-pub const MAX_SERVING_PER_PEER: usize = 4;
-/// How long a chunk request may take before it is retried elsewhere, in milliseconds.
-pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
-/// Most releases a node follows at once; older ones are forgotten first.
-pub const MAX_RELEASES: usize = 64;
-/// Most distinct nodes whose health a node tracks per release.
-pub const MAX_LEDGER_NODES: usize = 1 << 20;
-/// Most outputs queued before the node stops producing optional ones (announcements).
-pub const MAX_OUTPUT_QUEUE: usize = 65_536;
-/// Allowed disagreement between a reporter's clock and ours, in milliseconds.
-pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
-/// Largest gossip message (metadata bundles dominate); the agent sets gossipsub's
-/// max transmit size to this. Vendors keep targets metadata under it by pruning old releases.
-pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
-/// Largest request or non-chunk response (availability bitfields dominate: 16 KiB).
-pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
-/// Largest `min_reports` a policy may ask for: a halt must be able to carry enough evidence.
+/// Most waves in a rollout policy: a canary, a few widening waves and the
+/// rest fit easily; more would only lengthen the rollout.
+pub const MAX_WAVES: usize = 16;
+/// Longest bake time of one wave, in seconds (365 days): a longer bake is a
+/// typo, and the bound keeps `start + sum of bakes` far from overflowing.
+pub const MAX_BAKE_SECONDS: u64 = 365 * 24 * 3600;
+
+// ---------------------------------------------------------------------------
+// Health: reports, certificates, directives, evidence and the ledger (section 11)
+
+/// Largest health report envelope accepted, in bytes. A report is about
+/// 250 bytes plus one 220-byte signature; 4 KiB leaves room for fields a
+/// later version adds while bounding what every ledger entry may hold.
+pub const MAX_REPORT_BYTES: usize = 4 * 1024;
+/// Largest fleet certificate envelope accepted, in bytes. A certificate is
+/// about 200 bytes plus about 220 per signature, so this leaves room for a
+/// threshold of over a dozen operator keys.
+pub const MAX_CERT_BYTES: usize = 4 * 1024;
+/// Largest directive envelope accepted, in bytes: a [`MAX_REASON_BYTES`]
+/// reason plus the threshold signatures of a large role (about 220 bytes each).
+pub const MAX_DIRECTIVE_BYTES: usize = 8 * 1024;
+/// Longest directive `reason`, in bytes: a sentence or a ticket link for
+/// people, not a report.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Most health reports carried as evidence in one halt announcement: enough
+/// for [`MAX_MIN_REPORTS`], and 256 honest reports with certificates (about
+/// 1 KiB each) fit one gossip message.
+pub const MAX_EVIDENCE_REPORTS: usize = 256;
+/// Most bytes of reports and certificates one halt evidence message carries:
+/// a gossip message minus 4 KiB for framing, the release ID and the wave.
+/// The bound matters when nodes pad their reports, which must not make a halt
+/// impossible to gossip.
+pub const MAX_EVIDENCE_BYTES: usize = MAX_GOSSIP_BYTES - 4 * 1024;
+/// Largest `min_reports` a policy may ask for: a halt must be able to carry
+/// enough evidence to fail the gate on its own.
 pub const MAX_MIN_REPORTS: u32 = MAX_EVIDENCE_REPORTS as u32;
+/// Allowed disagreement between a reporter's clock and ours, in milliseconds:
+/// NTP keeps honest clocks within seconds; five minutes (Kerberos' default)
+/// tolerates a badly set one without letting reports be dated far ahead.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+/// Most distinct nodes whose health a node tracks per release: a fleet of a
+/// million endpoints, at a few hundred bytes each a few hundred MiB at worst;
+/// past it new nodes are refused while known ones keep updating.
+pub const MAX_LEDGER_NODES: usize = 1 << 20;
+
+// ---------------------------------------------------------------------------
+// Wire frames (section 12)
+
+/// Largest wire frame of any kind: one [`MAX_CHUNK_BYTES`] chunk plus 64 KiB,
+/// far more than the few bytes of framing a chunk response needs.
+pub const MAX_FRAME_BYTES: usize = MAX_CHUNK_BYTES as usize + 64 * 1024;
+/// Largest gossip message and metadata response (metadata bundles dominate);
+/// the agent sets gossipsub's max transmit size to this. Vendors keep targets
+/// metadata under it by pruning old releases.
+pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
+/// Largest request frame. `Have` requests dominate: a [`MAX_BITFIELD_BYTES`]
+/// (16 KiB) bitfield and a release ID; 128 KiB leaves ample room.
+pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
+/// Most root documents in one metadata bundle, and most roots a node keeps:
+/// a node further behind than this must be given a newer root out of band.
+/// 16 rotations are years of key changes for a careful vendor.
+pub const MAX_BUNDLE_ROOTS: usize = 16;
+/// Largest availability bitfield, in bytes: one bit per chunk of the largest
+/// release ([`MAX_CHUNKS_PER_RELEASE`] bits, 16 KiB).
+pub const MAX_BITFIELD_BYTES: usize = (MAX_CHUNKS_PER_RELEASE as usize).div_ceil(8);
+
+// ---------------------------------------------------------------------------
+// Fetching: the download scheduler and peer standing (section 15.4)
+
+/// Most peers whose availability one release's download tracks; further
+/// peers are ignored until one leaves. 256 sources are far more than a
+/// download can keep busy at [`MAX_REQUESTS_TOTAL`] requests.
+pub const MAX_TRACKED_PEERS: usize = 256;
+/// Most chunk requests in flight to one peer: four 1 MiB chunks keep a
+/// fast link busy without letting one slow peer hold much of the download.
+pub const MAX_REQUESTS_PER_PEER: usize = 4;
+/// Most chunk requests in flight per release download (each release's
+/// download has its own budget): 64 MiB in flight at the default chunk
+/// size fills a fast link while bounding memory for answers.
+pub const MAX_REQUESTS_TOTAL: usize = 64;
+/// Most outstanding requests for one chunk: the first one plus one endgame
+/// duplicate. A third copy would mostly waste bandwidth on a chunk that two
+/// peers are already sending.
+pub const MAX_COPIES: u8 = 2;
+/// How long a request may take before it is given up and retried elsewhere,
+/// in milliseconds: an 8 MiB chunk at a slow 2 Mbit/s still arrives in time.
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Unforgiven timeouts after which a peer is benched (each chunk it delivers
+/// forgives one). Two strikes already cut a peer to one slot; the third shows
+/// it is not merely slow.
+pub const STRIKES_TO_BENCH: u8 = 3;
+/// How long a benched peer is skipped, in milliseconds: two request timeouts,
+/// long enough for other peers to take over its work, short enough that a
+/// peer that was briefly overloaded is used again within a minute.
+pub const BENCH_MS: u64 = 2 * REQUEST_TIMEOUT_MS;
+/// Most bans kept. An ed25519 identity costs an attacker nothing, so no ban
+/// list can stop a Sybil; bans exist to stop the peers we actually talk to
+/// from wasting our bandwidth again. 4096 is sixteen times
+/// [`MAX_TRACKED_PEERS`], so a ban outlives many rounds of peer churn, while
+/// the book (with [`MAX_BAN_REASON_BYTES`]) stays under 3 MiB. Forgetting the
+/// oldest ban when full loses nothing an attacker could not get anyway by
+/// minting a new key.
+pub const MAX_BANS: usize = 4096;
+/// Longest ban reason kept, in bytes; longer ones are cut at a character
+/// boundary. Reasons are our own sentences, but they quote error messages
+/// that may hold peer data; 512 bytes fits a sentence with a few 64-digit
+/// hashes.
+pub const MAX_BAN_REASON_BYTES: usize = 512;
+
+// ---------------------------------------------------------------------------
+// Serving and the node engine (section 15)
+
+/// Most chunk reads a node serves to one peer at once; further requests are
+/// answered `Busy`. Matches [`MAX_REQUESTS_PER_PEER`], so an honest peer is
+/// never refused and a greedy one cannot monopolise the store.
+pub const MAX_SERVING_PER_PEER: usize = 4;
+/// Most releases a node follows at once; releases named after that are not
+/// followed. Every followed release costs a ledger and a download, and 64 is
+/// far more than the releases a vendor keeps live ([`MAX_TARGETS`] bounds
+/// one targets document, but most entries are old versions).
+pub const MAX_RELEASES: usize = 64;
+
+// Compile-time checks that the bounds fit together as their comments claim.
+const _: () = assert!(MAX_SIGNATURES <= MAX_KEYS_PER_ROOT);
+const _: () = assert!(MIN_CHUNK_MIN <= DEFAULT_CHUNK_MIN && DEFAULT_CHUNK_MIN <= MAX_CHUNK_MIN);
+const _: () = assert!(DEFAULT_CHUNK_AVG <= MAX_CHUNK_AVG && MAX_CHUNK_AVG <= MAX_CHUNK_BYTES);
+const _: () = assert!(DEFAULT_CHUNK_MAX <= MAX_CHUNK_BYTES);
+const _: () = assert!(MAX_ARTIFACT_BYTES == MAX_CHUNKS_PER_RELEASE as u64 * MAX_CHUNK_BYTES as u64);
+const _: () = assert!(MAX_BITFIELD_BYTES < MAX_REQUEST_BYTES);
+const _: () = assert!(MAX_GOSSIP_BYTES < MAX_FRAME_BYTES);
+const _: () = assert!(MAX_MIN_REPORTS as usize <= MAX_EVIDENCE_REPORTS);
+const _: () = assert!(MAX_SERVING_PER_PEER >= MAX_REQUESTS_PER_PEER);
+const _: () = assert!(BENCH_MS >= REQUEST_TIMEOUT_MS);
+const _: () = assert!(MAX_EVIDENCE_BYTES == 1_044_480);
+const _: () = assert!(MAX_BITFIELD_BYTES == 16 * 1024);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::encoded_list_len;
+    use crate::health::{issue_cert, sign_directive, sign_report, Directive, DirectiveAction};
+    use crate::health::{HealthReport, HealthStatus};
+    use crate::id::{NodeId, ReleaseId};
+    use crate::keys::SigningKey;
+    use crate::release::{ChunkerParams, HealthPolicy, RolloutPolicy, WaveSpec, PPM};
+    use crate::wave::WavePin;
+    use crate::wire::{Gossip, HaltEvidence, Request, Response, SignedHealth};
+    use crate::Timestamp;
+    use serde_bytes::ByteBuf;
+
+    const T: Timestamp = Timestamp::from_secs(1_900_000_000);
+
+    /// `n` distinct signing keys.
+    fn keys(n: u8) -> Vec<SigningKey> {
+        (1..=n).map(|i| SigningKey::from_seed([i; 32])).collect()
+    }
+
+    /// A one-wave policy baking `bake_seconds`, otherwise valid.
+    fn policy(bake_seconds: u64) -> RolloutPolicy {
+        RolloutPolicy {
+            start: T,
+            waves: vec![WaveSpec {
+                name: "all".into(),
+                cumulative_ppm: PPM,
+                bake_seconds,
+            }],
+            health: HealthPolicy {
+                max_failure_ppm: 50_000,
+                min_reports: MAX_MIN_REPORTS,
+                silence_seconds: 600,
+                heartbeat_seconds: 60,
+            },
+        }
+    }
+
+    /// Chunker parameters with the given sizes.
+    fn chunker(min_size: u32, avg_size: u32, max_size: u32) -> ChunkerParams {
+        ChunkerParams {
+            min_size,
+            avg_size,
+            max_size,
+            ..ChunkerParams::default()
+        }
+    }
+
+    #[test]
+    fn release_validation_enforces_the_bake_bound() {
+        // release.rs spells this bound as a literal; this keeps the two equal.
+        assert!(policy(MAX_BAKE_SECONDS).validate().is_ok());
+        assert!(policy(MAX_BAKE_SECONDS + 1).validate().is_err());
+    }
+
+    #[test]
+    fn release_validation_enforces_the_min_reports_bound() {
+        let mut p = policy(0);
+        p.health.min_reports = MAX_MIN_REPORTS + 1;
+        assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn release_validation_enforces_the_chunker_bounds() {
+        assert!(ChunkerParams::default().validate().is_ok());
+        let largest = chunker(MAX_CHUNK_MIN, MAX_CHUNK_AVG, MAX_CHUNK_BYTES);
+        assert!(largest.validate().is_ok());
+        let smallest = chunker(MIN_CHUNK_MIN, MIN_CHUNK_MIN, MIN_CHUNK_MIN);
+        assert!(smallest.validate().is_ok());
+        for bad in [
+            chunker(MIN_CHUNK_MIN - 1, 64 * 1024, 64 * 1024),
+            chunker(MAX_CHUNK_MIN + 1, MAX_CHUNK_AVG, MAX_CHUNK_BYTES),
+            chunker(MAX_CHUNK_MIN, MAX_CHUNK_AVG + 1, MAX_CHUNK_BYTES),
+            chunker(MAX_CHUNK_MIN, MAX_CHUNK_AVG, MAX_CHUNK_BYTES + 1),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn the_largest_chunk_list_fits_one_response() {
+        let len = encoded_list_len(MAX_CHUNKS_PER_RELEASE);
+        assert_eq!(len, 4_718_612);
+        let frame = Response::ChunkList(ByteBuf::from(vec![0; len as usize])).encode();
+        assert!(Response::decode(&frame).is_ok());
+    }
+
+    #[test]
+    fn the_largest_chunk_fits_one_response() {
+        let frame = Response::Chunk(ByteBuf::from(vec![0; MAX_CHUNK_BYTES as usize])).encode();
+        assert!(Response::decode(&frame).is_ok());
+    }
+
+    #[test]
+    fn the_largest_bitfield_fits_a_request() {
+        let frame = Request::Have {
+            release: ReleaseId([7; 32]),
+            bitfield: ByteBuf::from(vec![0xff; MAX_BITFIELD_BYTES]),
+        }
+        .encode();
+        assert!(Request::decode(&frame).is_ok());
+    }
+
+    #[test]
+    fn evidence_at_its_byte_limit_fits_one_gossip_message() {
+        // Reports are counted with 8 bytes of framing each, as evidence.rs does.
+        let per_report = MAX_EVIDENCE_BYTES / MAX_EVIDENCE_REPORTS - 8;
+        let reports = (0..MAX_EVIDENCE_REPORTS)
+            .map(|_| SignedHealth {
+                report: ByteBuf::from(vec![b'x'; per_report]),
+                cert: None,
+            })
+            .collect();
+        let frame = Gossip::Halt(HaltEvidence {
+            release: ReleaseId([7; 32]),
+            wave: u32::MAX,
+            reports,
+        })
+        .encode();
+        assert!(frame.len() <= MAX_GOSSIP_BYTES, "{} bytes", frame.len());
+        assert!(Gossip::decode(&frame).is_ok());
+    }
+
+    #[test]
+    fn a_directive_with_the_longest_reason_and_16_signatures_fits() {
+        let d = Directive {
+            action: DirectiveAction::Halt,
+            release: ReleaseId([7; 32]),
+            seq: u64::MAX,
+            expires: T,
+            reason: "x".repeat(MAX_REASON_BYTES),
+        };
+        let signers = keys(16);
+        let refs: Vec<&SigningKey> = signers.iter().collect();
+        let len = sign_directive(&refs, &d).len();
+        assert!(len <= MAX_DIRECTIVE_BYTES, "{len} bytes");
+    }
+
+    #[test]
+    fn a_certificate_with_13_signatures_fits() {
+        let signers = keys(13);
+        let refs: Vec<&SigningKey> = signers.iter().collect();
+        let len = issue_cert(&refs, NodeId([7; 32]), T, WavePin::Canary).len();
+        assert!(len <= MAX_CERT_BYTES, "{len} bytes");
+    }
+
+    #[test]
+    fn a_report_uses_a_fraction_of_its_limit() {
+        let key = SigningKey::from_seed([1; 32]);
+        let report = HealthReport::new(
+            key.node_id(),
+            ReleaseId([7; 32]),
+            u32::MAX,
+            HealthStatus::InstallFailed,
+            u64::MAX,
+            T,
+        );
+        let len = sign_report(&key, report, None).report.len();
+        assert!(len * 4 <= MAX_REPORT_BYTES, "{len} bytes");
+    }
+}

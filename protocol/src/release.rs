@@ -21,10 +21,7 @@ use thiserror::Error;
 /// because canonical JSON has no floats.
 pub const PPM: u32 = 1_000_000;
 
-/// Largest `min_size` FastCDC 2020 supports.
-pub const MAX_CHUNK_MIN: u32 = 1024 * 1024;
-/// Largest `avg_size` FastCDC 2020 supports.
-pub const MAX_CHUNK_AVG: u32 = 4 * 1024 * 1024;
+pub use crate::limits::{MAX_CHUNK_AVG, MAX_CHUNK_MIN};
 
 /// The only chunker algorithm name defined so far.
 pub const CHUNKER_FASTCDC_V2020: &str = "fastcdc-v2020";

@@ -9,10 +9,7 @@
 //! sends can make a decoder allocate more than the frame it already holds.
 
 use crate::id::ReleaseId;
-use crate::limits::{
-    MAX_CHUNKS_PER_RELEASE, MAX_EVIDENCE_REPORTS, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES,
-    MAX_REQUEST_BYTES,
-};
+use crate::limits::{MAX_EVIDENCE_REPORTS, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use thiserror::Error;
@@ -25,10 +22,7 @@ pub const TOPIC_METADATA: &str = "waveguard/1/metadata";
 pub const TOPIC_HEALTH: &str = "waveguard/1/health";
 /// Gossip topic for signed halt and resume directives.
 pub const TOPIC_DIRECTIVES: &str = "waveguard/1/directives";
-/// Most root documents in one bundle: a node that fell further behind asks again.
-pub const MAX_BUNDLE_ROOTS: usize = 16;
-/// Largest availability bitfield: one bit per chunk.
-pub const MAX_BITFIELD_BYTES: usize = (MAX_CHUNKS_PER_RELEASE as usize).div_ceil(8);
+pub use crate::limits::{MAX_BITFIELD_BYTES, MAX_BUNDLE_ROOTS};
 
 /// The trust metadata a node needs to accept releases, as signed JSON bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

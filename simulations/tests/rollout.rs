@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{policy, run, setup, waves_of, T0};
+use support::{policy, run, setup, setup_with, waves_of, T0};
 use waveguard_protocol::health::directive::DirectiveAction;
 use waveguard_protocol::node::Input;
 use waveguard_protocol::rollout::{HaltReason, RolloutState};
@@ -153,4 +153,27 @@ fn the_same_seed_gives_the_same_trace() {
     assert!(events > 100, "the run did something ({events} events)");
     assert_eq!(a, trace(3).0, "seed 3 is not deterministic");
     assert_ne!(a, trace(4).0, "different seeds gave the same trace");
+}
+
+#[test]
+fn a_release_that_arrives_after_its_schedule_still_waits_for_its_gates() {
+    // Every wave's scheduled time has passed when the release arrives (an air-gapped site
+    // receiving it late): waves must still open one gate at a time, and a bad one still halts.
+    let mut late = policy();
+    late.start = Timestamp(T0.as_millis() - 3_600_000);
+    let mut s = setup_with(7, 20, None, late.clone());
+    s.mesh.mark_bad(s.release.id, BadMode::ProbeFails);
+    run(&mut s, T0.plus_secs(600));
+    let installs = s.mesh.installs();
+    assert!(!installs.is_empty());
+    assert!(
+        installs.iter().all(|r| r.wave == 0),
+        "installs outside the first wave: {installs:?}"
+    );
+    for i in 0..s.mesh.len() {
+        assert!(
+            s.mesh.knows_halt(i, &s.release.id),
+            "node {i} never learned of the halt"
+        );
+    }
 }

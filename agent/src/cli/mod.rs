@@ -8,6 +8,7 @@
 //! only by [`run`].
 
 pub mod args;
+pub mod demo;
 pub mod keygen;
 pub mod keys;
 pub mod publish;
@@ -46,6 +47,9 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Print which wave a node is in for a release.
     Wave(wave::WaveArgs),
+    /// Publish a good and a bad release with throw-away keys, verify them, and roll both out
+    /// across an in-memory fleet: the good one reaches everyone, the bad one halts at its canaries.
+    Demo(demo::DemoArgs),
 }
 
 /// `waveguard root ...`.
@@ -72,6 +76,8 @@ pub enum Outcome {
     Verify(verify::VerifyReport),
     /// `wave`.
     Wave(wave::WaveReport),
+    /// `demo`.
+    Demo(Box<demo::DemoReport>),
 }
 
 impl Outcome {
@@ -80,7 +86,7 @@ impl Outcome {
         match self {
             Outcome::Verify(r) => &r.warnings,
             Outcome::Wave(r) => &r.warnings,
-            Outcome::Keygen(_) | Outcome::Root(_) | Outcome::Publish(_) => &[],
+            Outcome::Keygen(_) | Outcome::Root(_) | Outcome::Publish(_) | Outcome::Demo(_) => &[],
         }
     }
 }
@@ -93,6 +99,7 @@ impl fmt::Display for Outcome {
             Outcome::Publish(r) => r.fmt(f),
             Outcome::Verify(r) => r.fmt(f),
             Outcome::Wave(r) => r.fmt(f),
+            Outcome::Demo(r) => r.fmt(f),
         }
     }
 }
@@ -126,6 +133,7 @@ pub fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::Publish(a) => publish::run(&a, now).map(Outcome::Publish),
         Command::Verify(a) => verify::run(&a, now).map(Outcome::Verify),
         Command::Wave(a) => wave::run(&a, now).map(Outcome::Wave),
+        Command::Demo(a) => demo::run(&a, now).map(|r| Outcome::Demo(Box::new(r))),
     }
 }
 

@@ -9,19 +9,7 @@ use crate::id::NodeId;
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
-/// Most bans kept. An ed25519 identity costs an attacker nothing, so no ban
-/// list can stop a Sybil; bans exist to stop the peers we actually talk to from
-/// wasting our bandwidth again. 4096 is sixteen times
-/// [`crate::limits::MAX_TRACKED_PEERS`], so a ban outlives many rounds of peer
-/// churn, while the book (with [`MAX_BAN_REASON_BYTES`]) stays under 3 MiB.
-/// Forgetting the oldest ban when full loses nothing an attacker could not get
-/// anyway by minting a new key.
-pub const MAX_BANS: usize = 4096;
-
-/// Longest ban reason kept, in bytes; longer ones are cut at a character
-/// boundary. Reasons are our own sentences, but they quote error messages that
-/// may hold peer data; 512 bytes fits a sentence with a few 64-digit hashes.
-pub const MAX_BAN_REASON_BYTES: usize = 512;
+pub use crate::limits::{MAX_BANS, MAX_BAN_REASON_BYTES};
 
 /// One ban: why, and when it was (last) imposed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -32,20 +32,7 @@ use rand_core::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Most outstanding requests for one chunk: the first one plus one endgame
-/// duplicate. A third copy would mostly waste bandwidth on a chunk that two
-/// peers are already sending.
-pub const MAX_COPIES: u8 = 2;
-
-/// Unforgiven timeouts after which a peer is benched (each chunk it delivers
-/// forgives one). Two strikes already cut a peer to one slot; the third shows
-/// it is not merely slow.
-pub const STRIKES_TO_BENCH: u8 = 3;
-
-/// How long a benched peer is skipped, in milliseconds: two request timeouts,
-/// long enough for other peers to take over its work, short enough that a peer
-/// that was briefly overloaded is used again within a minute.
-pub const BENCH_MS: u64 = 2 * REQUEST_TIMEOUT_MS;
+pub use crate::limits::{BENCH_MS, MAX_COPIES, STRIKES_TO_BENCH};
 
 // Availability counts are u16: every tracked peer can be counted.
 const _: () = assert!(MAX_TRACKED_PEERS < u16::MAX as usize);

@@ -17,10 +17,7 @@ use crate::wave::WavePin;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Largest fleet certificate envelope accepted, in bytes. A certificate is
-/// about 200 bytes plus about 220 per signature, so this leaves room for a
-/// threshold of over a dozen operator keys.
-pub const MAX_CERT_BYTES: usize = 4 * 1024;
+pub use crate::limits::MAX_CERT_BYTES;
 
 /// The `_type` of a fleet certificate.
 pub const CERT_TYPE: &str = "waveguard-fleet-cert";

@@ -19,12 +19,7 @@ use crate::time::{rfc3339, Timestamp};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Largest directive envelope accepted, in bytes: a 1 KiB reason plus the
-/// threshold signatures of a large role (about 220 bytes each).
-pub const MAX_DIRECTIVE_BYTES: usize = 8 * 1024;
-
-/// Longest `reason`, in bytes: a sentence or a ticket link for people, not a report.
-pub const MAX_REASON_BYTES: usize = 1024;
+pub use crate::limits::{MAX_DIRECTIVE_BYTES, MAX_REASON_BYTES};
 
 /// The `_type` of a directive.
 pub const DIRECTIVE_TYPE: &str = "waveguard-directive";

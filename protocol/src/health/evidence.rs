@@ -13,18 +13,13 @@ use super::ledger::Ledger;
 use super::report::{verify_report, ReportError};
 use super::FleetKeys;
 use crate::id::{NodeId, ReleaseId};
-use crate::limits::{MAX_EVIDENCE_REPORTS, MAX_GOSSIP_BYTES};
+use crate::limits::MAX_EVIDENCE_REPORTS;
 use crate::release::{Release, PPM};
 use crate::time::Timestamp;
 use crate::wire::{HaltEvidence, SignedHealth};
 use thiserror::Error;
 
-/// Most bytes of reports and certificates one evidence message carries: a
-/// gossip message minus 4 KiB for framing, the release ID and the wave.
-/// Honest reports are about 1 KiB with their certificate, so 256 of them fit;
-/// the bound matters when nodes pad their reports, which must not make a halt
-/// impossible to gossip.
-pub const MAX_EVIDENCE_BYTES: usize = MAX_GOSSIP_BYTES - 4 * 1024;
+pub use crate::limits::MAX_EVIDENCE_BYTES;
 
 /// Bytes postcard adds around one report: two length prefixes and the option tag.
 const PER_REPORT_OVERHEAD: usize = 8;

@@ -13,11 +13,11 @@
 //! wave; an open fleet cannot stop one party from minting many node keys
 //! (Sybils) anyway, so self-declared pins give nothing away.
 
-use super::cert::{verify_cert, CertError, MAX_CERT_BYTES};
+use super::cert::{verify_cert, CertError};
 use super::{parse_lower_hex32, shorten, sign_doc, FleetKeys};
 use crate::id::{NodeId, ReleaseId};
 use crate::keys::{PublicKey, SigningKey};
-use crate::limits::MAX_CLOCK_SKEW_MS;
+use crate::limits::{MAX_CERT_BYTES, MAX_CLOCK_SKEW_MS};
 use crate::metadata::signed::{DecodeError, Envelope};
 use crate::release::Release;
 use crate::time::{rfc3339, Timestamp};
@@ -27,10 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use thiserror::Error;
 
-/// Largest health report envelope accepted, in bytes. A report is about
-/// 250 bytes plus one 220-byte signature; 4 KiB leaves room for fields a
-/// later version adds while bounding what every ledger entry may hold.
-pub const MAX_REPORT_BYTES: usize = 4 * 1024;
+pub use crate::limits::MAX_REPORT_BYTES;
 
 /// The `_type` of a health report.
 pub const REPORT_TYPE: &str = "waveguard-health";

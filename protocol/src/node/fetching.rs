@@ -115,6 +115,7 @@ impl Node {
                 have_dirty: false,
                 gate_check_at: None,
                 halt_announced: false,
+                last_wave_open_at: None,
             },
         );
         self.event(NodeEvent::ReleaseDiscovered {

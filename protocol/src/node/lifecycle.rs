@@ -254,7 +254,7 @@ impl Node {
         }
         t.gate_check_at = None;
         let policy = t.release.policy().clone();
-        if t.halt.is_some() || now >= policy.end() {
+        if t.halt.is_some() || t.rollout_over(now) {
             return;
         }
         // Silence turns into failure with time alone, so keep checking while anyone installed.
@@ -282,6 +282,27 @@ impl Node {
                     });
                 }
                 return;
+            }
+        }
+        self.note_last_wave(id);
+    }
+
+    /// Records when the last wave opened on this node's evidence (see [`Tracked::rollout_over`]).
+    fn note_last_wave(&mut self, id: ReleaseId) {
+        let now = self.now;
+        let Some(t) = self.releases.get(&id) else {
+            return;
+        };
+        if t.last_wave_open_at.is_some() {
+            return;
+        }
+        let last = t.release.policy().waves.len().saturating_sub(1);
+        let open = now >= t.release.policy().scheduled_open(last)
+            && (0..last)
+                .all(|j| evaluate(&t.ledger, &t.release, j as u32, now).gate == GateState::Passed);
+        if open {
+            if let Some(t) = self.releases.get_mut(&id) {
+                t.last_wave_open_at = Some(now);
             }
         }
     }
@@ -405,10 +426,14 @@ impl Node {
         let RolloutState::Baking { installed_at } = t.state else {
             return;
         };
-        let policy = t.release.policy();
-        // Bake at least one heartbeat so that even the last wave reports once.
-        let done =
-            now >= policy.end() && now >= installed_at.plus_secs(policy.health.heartbeat_seconds);
+        let health = &t.release.policy().health;
+        // Keep heartbeating one silence period past the end, so that no node still watching the
+        // gates (its view of the end may lag by a gossip delay) mistakes us for a crashed one; and
+        // bake at least one heartbeat so that even the last wave reports once.
+        let done = t.rollout_over(Timestamp(
+            now.as_millis()
+                .saturating_sub(health.silence_seconds * 1000),
+        )) && now >= installed_at.plus_secs(health.heartbeat_seconds);
         if done && t.probe != Probe::Running && self.transition(&id, RolloutEvent::RolloutComplete)
         {
             if let Some(t) = self.releases.get_mut(&id) {

@@ -127,9 +127,21 @@ struct Tracked {
     have_dirty: bool,
     gate_check_at: Option<Timestamp>,
     halt_announced: bool,
+    /// When this node first saw the last wave open (its schedule reached and every earlier gate
+    /// passed). The rollout ends one last bake later; until then gates are watched.
+    last_wave_open_at: Option<Timestamp>,
 }
 
 impl Tracked {
+    /// Whether the rollout is over on this node's evidence: the last wave opened and baked.
+    /// A schedule delayed by slow gates ends later than [`crate::release::RolloutPolicy::end`].
+    fn rollout_over(&self, now: Timestamp) -> bool {
+        let policy = self.release.policy();
+        let last_bake = policy.waves.last().map_or(0, |w| w.bake_seconds);
+        self.last_wave_open_at
+            .is_some_and(|t| now >= t.plus_secs(last_bake))
+    }
+
     /// Indices of `hash` in the chunk list (empty before the list is known).
     fn indices_of(&self, hash: &ChunkHash) -> Vec<u32> {
         self.positions.get(hash).cloned().unwrap_or_default()

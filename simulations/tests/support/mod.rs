@@ -48,6 +48,16 @@ pub struct Setup {
 
 /// A mesh of `endpoints` nodes plus a seeder holding one 2 MiB release.
 pub fn setup(seed: u64, endpoints: usize, degree: Option<usize>) -> Setup {
+    setup_with(seed, endpoints, degree, policy())
+}
+
+/// Like [`setup`] with another rollout policy.
+pub fn setup_with(
+    seed: u64,
+    endpoints: usize,
+    degree: Option<usize>,
+    rollout: RolloutPolicy,
+) -> Setup {
     let mut vendor = SampleVendor::new(seed, T0, false).expect("vendor");
     let config = MeshConfig {
         seed,
@@ -57,7 +67,7 @@ pub fn setup(seed: u64, endpoints: usize, degree: Option<usize>) -> Setup {
     };
     let mut mesh = Mesh::new(config, vendor.root_json(), T0).expect("mesh");
     let release = vendor
-        .release("acme-sensor", "7.11.0", 2 << 20, policy(), T0)
+        .release("acme-sensor", "7.11.0", 2 << 20, rollout, T0)
         .expect("release");
     mesh.publish(
         release.bundle.clone(),
