@@ -1,0 +1,386 @@
+//! The `Node` engine driven by hand, one input at a time: the calling
+//! contract, gossip verdicts, and how it treats a peer that lies.
+
+use serde_bytes::ByteBuf;
+use waveguard_protocol::chunk::ChunkList;
+use waveguard_protocol::chunker::chunk_bytes;
+use waveguard_protocol::metadata::build::{
+    new_root, release_target, sign_document, Expiries, Repository, RoleSigners, RoleSpec, RootSpec,
+};
+use waveguard_protocol::metadata::trust::TrustedState;
+use waveguard_protocol::node::{Input, Node, NodeConfig, NodeEvent, Output, Verdict};
+use waveguard_protocol::release::{
+    ChunkListRef, ChunkerParams, HealthPolicy, ReleaseInfo, RolloutPolicy, WaveSpec,
+};
+use waveguard_protocol::wire::{Gossip, MetadataBundle, Request, Response};
+use waveguard_protocol::{NodeId, ReleaseId, SigningKey, Timestamp};
+
+const T0: Timestamp = Timestamp::from_secs(1_900_000_000);
+
+/// A vendor with one release of `size` bytes, and the bundles of each signing.
+struct Fixture {
+    root: Vec<u8>,
+    bundles: Vec<MetadataBundle>,
+    release: ReleaseId,
+    list: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+}
+
+fn fixture() -> Fixture {
+    let key = SigningKey::from_seed([9; 32]);
+    let spec = RootSpec {
+        root: RoleSpec::single(key.public()),
+        targets: RoleSpec::single(key.public()),
+        snapshot: RoleSpec::single(key.public()),
+        timestamp: RoleSpec::single(key.public()),
+        operator: None,
+        expires: T0.plus_secs(365 * 86_400),
+    };
+    let root = sign_document(new_root(&spec).unwrap(), &[&key]).unwrap();
+    let mut repo = Repository::new(&root).unwrap();
+    let artifact: Vec<u8> = (0..600_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let params = ChunkerParams {
+        min_size: 16 * 1024,
+        avg_size: 64 * 1024,
+        max_size: 256 * 1024,
+        ..ChunkerParams::default()
+    };
+    let list: ChunkList = chunk_bytes(&artifact, &params).unwrap();
+    let encoded = list.encode();
+    let info = ReleaseInfo {
+        product: "acme".into(),
+        version: "1.0".into(),
+        chunk_list: ChunkListRef {
+            length: encoded.len() as u64,
+            blake3: hex::encode(blake3::hash(&encoded).as_bytes()),
+            chunks: list.chunks.len() as u32,
+        },
+        chunker: params,
+        rollout: RolloutPolicy {
+            start: T0.plus_secs(3600),
+            waves: vec![WaveSpec {
+                name: "all".into(),
+                cumulative_ppm: 1_000_000,
+                bake_seconds: 60,
+            }],
+            health: HealthPolicy {
+                max_failure_ppm: 100_000,
+                min_reports: 1,
+                silence_seconds: 60,
+                heartbeat_seconds: 10,
+            },
+        },
+    };
+    let hash = *blake3::hash(&artifact).as_bytes();
+    let target = release_target("acme/1.0", artifact.len() as u64, &hash, &info).unwrap();
+    let release = repo.add_target("acme/1.0", target).unwrap().id;
+    let k = [&key];
+    let signers = RoleSigners {
+        targets: &k,
+        snapshot: &k,
+        timestamp: &k,
+    };
+    let first = repo.sign(T0, &Expiries::default(), &signers).unwrap();
+    let second = repo
+        .sign(T0.plus_secs(1), &Expiries::default(), &signers)
+        .unwrap();
+    let mut offset = 0;
+    let chunks = list
+        .chunks
+        .iter()
+        .map(|c| {
+            let b = artifact[offset..offset + c.length as usize].to_vec();
+            offset += c.length as usize;
+            b
+        })
+        .collect();
+    Fixture {
+        root,
+        bundles: vec![first, second],
+        release,
+        list: encoded,
+        chunks,
+    }
+}
+
+fn node(f: &Fixture) -> Node {
+    let trust = TrustedState::new(&f.root).unwrap();
+    let config = NodeConfig {
+        prefetch: true,
+        ..NodeConfig::default()
+    };
+    Node::new(SigningKey::from_seed([1; 32]), trust, config, T0)
+}
+
+/// Everything the node wants done, up to (not including) its timeout.
+fn drain(n: &mut Node, now: Timestamp) -> Vec<Output> {
+    let mut out = Vec::new();
+    loop {
+        match n.poll_output() {
+            Output::Timeout(t) => {
+                assert!(t > now, "timeout {t:?} is not after now {now:?}");
+                return out;
+            }
+            o => out.push(o),
+        }
+    }
+}
+
+fn peer(seed: u8) -> NodeId {
+    SigningKey::from_seed([seed; 32]).node_id()
+}
+
+#[test]
+fn garbage_gossip_is_rejected_and_reported() {
+    let f = fixture();
+    let mut n = node(&f);
+    n.handle_input(
+        T0,
+        Input::Gossip {
+            from: peer(2),
+            message_id: 7,
+            data: vec![1, 0xff, 0xff],
+        },
+    );
+    let out = drain(&mut n, T0);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::GossipVerdict {
+            message_id: 7,
+            verdict: Verdict::Reject
+        }
+    )));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(NodeEvent::Refused { .. }))));
+}
+
+#[test]
+fn an_outdated_but_authentic_bundle_is_ignored_not_rejected() {
+    let f = fixture();
+    let mut n = node(&f);
+    let gossip = |b: &MetadataBundle| Gossip::Metadata(b.clone()).encode();
+    n.handle_input(
+        T0,
+        Input::Gossip {
+            from: peer(2),
+            message_id: 1,
+            data: gossip(&f.bundles[1]),
+        },
+    );
+    n.handle_input(
+        T0,
+        Input::Gossip {
+            from: peer(2),
+            message_id: 2,
+            data: gossip(&f.bundles[0]),
+        },
+    );
+    let verdicts: Vec<_> = drain(&mut n, T0)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::GossipVerdict {
+                message_id,
+                verdict,
+            } => Some((message_id, verdict)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verdicts, vec![(1, Verdict::Accept), (2, Verdict::Ignore)]);
+    // A forged one (a flipped byte in targets) is rejected.
+    let mut forged = f.bundles[1].clone();
+    let mut targets = forged.targets.to_vec();
+    let at = targets.len() / 2;
+    targets[at] ^= 1;
+    forged.targets = ByteBuf::from(targets);
+    let mut forged_newer = forged.clone();
+    forged_newer.timestamp = f.bundles[1].timestamp.clone();
+    n.handle_input(
+        T0,
+        Input::Gossip {
+            from: peer(2),
+            message_id: 3,
+            data: gossip(&forged_newer),
+        },
+    );
+    let out = drain(&mut n, T0);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::GossipVerdict {
+            message_id: 3,
+            verdict: Verdict::Ignore | Verdict::Reject
+        }
+    )));
+}
+
+#[test]
+fn now_going_backwards_is_treated_as_the_last_now() {
+    let f = fixture();
+    let mut n = node(&f);
+    n.handle_input(T0.plus_secs(10), Input::Tick);
+    drain(&mut n, T0.plus_secs(10));
+    n.handle_input(T0, Input::Tick);
+    drain(&mut n, T0.plus_secs(10));
+}
+
+#[test]
+fn a_malformed_request_gets_not_found() {
+    let f = fixture();
+    let mut n = node(&f);
+    n.handle_input(T0, Input::PeerConnected(peer(2)));
+    drain(&mut n, T0);
+    n.handle_input(
+        T0,
+        Input::Request {
+            from: peer(2),
+            request_id: 5,
+            data: vec![1, 200],
+        },
+    );
+    let out = drain(&mut n, T0);
+    let answer = out.iter().find_map(|o| match o {
+        Output::Respond {
+            request_id: 5,
+            data,
+            ..
+        } => Some(Response::decode(data).unwrap()),
+        _ => None,
+    });
+    assert_eq!(answer, Some(Response::NotFound));
+}
+
+/// Walks one node through discovery with a single peer that answers every
+/// request, corrupting chunk `bad` if given. Returns every output seen.
+fn fetch_from(f: &Fixture, bad: Option<u32>) -> Vec<Output> {
+    let mut n = node(f);
+    let p = peer(2);
+    let full = {
+        let count = f.chunks.len();
+        let mut bits = vec![0u8; count.div_ceil(8)];
+        for i in 0..count {
+            bits[i / 8] |= 0x80 >> (i % 8);
+        }
+        bits
+    };
+    let mut seen = Vec::new();
+    let mut now = T0;
+    n.handle_input(now, Input::Metadata(f.bundles[1].clone()));
+    n.handle_input(now, Input::PeerConnected(p));
+    for _ in 0..10_000 {
+        let out = drain(&mut n, now);
+        if out.is_empty() {
+            break;
+        }
+        now = now.plus_millis(10);
+        for o in out {
+            match &o {
+                Output::SendRequest {
+                    to,
+                    request_id,
+                    data,
+                } if *to == p => {
+                    let response = match Request::decode(data).unwrap() {
+                        Request::Metadata => Response::Metadata(f.bundles[1].clone()),
+                        Request::Have { .. } => Response::Have {
+                            bitfield: ByteBuf::from(full.clone()),
+                        },
+                        Request::ChunkList { .. } => {
+                            Response::ChunkList(ByteBuf::from(f.list.clone()))
+                        }
+                        Request::Chunk { index, .. } => {
+                            let mut bytes = f.chunks[index as usize].clone();
+                            if Some(index) == bad {
+                                bytes[0] ^= 1;
+                            }
+                            Response::Chunk(ByteBuf::from(bytes))
+                        }
+                    };
+                    n.handle_input(
+                        now,
+                        Input::Response {
+                            from: p,
+                            request_id: *request_id,
+                            data: response.encode(),
+                        },
+                    );
+                }
+                Output::StoreChunk { hash, .. } => {
+                    n.handle_input(now, Input::ChunkStored { hash: *hash })
+                }
+                Output::Assemble { release, .. } => n.handle_input(
+                    now,
+                    Input::ArtifactStaged {
+                        release: *release,
+                        result: Ok(()),
+                    },
+                ),
+                _ => {}
+            }
+            seen.push(o);
+        }
+    }
+    seen
+}
+
+#[test]
+fn an_honest_peer_delivers_every_chunk_once() {
+    let f = fixture();
+    let out = fetch_from(&f, None);
+    let stores = out
+        .iter()
+        .filter(|o| matches!(o, Output::StoreChunk { .. }))
+        .count();
+    assert_eq!(stores, f.chunks.len());
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Assemble { release, .. } if *release == f.release)));
+    assert!(!out.iter().any(|o| matches!(o, Output::Ban { .. })));
+}
+
+#[test]
+fn a_peer_that_sends_one_corrupt_chunk_is_banned_at_once() {
+    let f = fixture();
+    let out = fetch_from(&f, Some(2));
+    let bans: Vec<_> = out
+        .iter()
+        .filter(|o| matches!(o, Output::Ban { .. }))
+        .collect();
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert!(matches!(bans[0], Output::Ban { peer: p, .. } if *p == peer(2)));
+    // Nothing corrupt was stored, and nothing more was asked of the banned peer.
+    for o in &out {
+        if let Output::StoreChunk { hash, data } = o {
+            assert_eq!(blake3::hash(data).as_bytes(), hash);
+        }
+    }
+    let ban_at = out
+        .iter()
+        .position(|o| matches!(o, Output::Ban { .. }))
+        .unwrap();
+    assert!(!out[ban_at..]
+        .iter()
+        .any(|o| matches!(o, Output::SendRequest { to, .. } if *to == peer(2))));
+}
+
+#[test]
+fn an_unsolicited_response_is_ignored() {
+    let f = fixture();
+    let mut n = node(&f);
+    n.handle_input(T0, Input::PeerConnected(peer(2)));
+    drain(&mut n, T0);
+    let bogus = Response::Chunk(ByteBuf::from(vec![0u8; 100])).encode();
+    n.handle_input(
+        T0,
+        Input::Response {
+            from: peer(2),
+            request_id: 999_999,
+            data: bogus,
+        },
+    );
+    let out = drain(&mut n, T0);
+    assert!(out
+        .iter()
+        .all(|o| !matches!(o, Output::StoreChunk { .. } | Output::Ban { .. })));
+}
