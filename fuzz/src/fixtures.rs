@@ -395,7 +395,11 @@ mod tests {
     fn worlds_hold_a_release_with_several_chunks() {
         for operator in [false, true] {
             let w = world(operator);
-            assert!(w.content_a.chunks.len() >= 2, "{}", w.content_a.chunks.len());
+            assert!(
+                w.content_a.chunks.len() >= 2,
+                "{}",
+                w.content_a.chunks.len()
+            );
             assert_eq!(w.trust_a.releases(), vec![w.release_a.clone()]);
             assert_eq!(w.fleet.operator.is_some(), operator);
             assert_eq!(w.node_certs[0].is_some(), operator);

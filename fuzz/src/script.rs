@@ -198,9 +198,7 @@ impl Writer {
         match p {
             Payload::Raw(b) => {
                 let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
-                self.u8(TAG_RAW)
-                    .u16(len)
-                    .bytes(&b[..usize::from(len)])
+                self.u8(TAG_RAW).u16(len).bytes(&b[..usize::from(len)])
             }
             Payload::Canned(i) => self.u8(TAG_CANNED).u8(*i),
             Payload::Flipped { index, at, xor } => {

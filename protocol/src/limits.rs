@@ -15,8 +15,9 @@
 // Signed documents and trust metadata (sections 5 to 7 of the spec)
 
 /// Largest root metadata document accepted, in bytes. A root with the most
-/// keys ([`MAX_KEYS_PER_ROOT`], about 200 bytes each) and signatures is under
-/// 40 KiB; 1 MiB is tough's default and leaves room for unknown fields.
+/// keys ([`MAX_KEYS_PER_ROOT`], about 200 bytes each), every role listing all
+/// of them, and as many signatures is about 50 KiB; 1 MiB is tough's default
+/// and leaves room for unknown fields.
 pub const MAX_ROOT_BYTES: usize = 1024 * 1024;
 /// Largest timestamp metadata document accepted, in bytes. A timestamp has
 /// one pin and is under 1 KiB plus signatures; 1 MiB matches tough's default.
@@ -122,8 +123,11 @@ pub const MAX_MIN_REPORTS: u32 = MAX_EVIDENCE_REPORTS as u32;
 /// tolerates a badly set one without letting reports be dated far ahead.
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Most distinct nodes whose health a node tracks per release: a fleet of a
-/// million endpoints, at a few hundred bytes each a few hundred MiB at worst;
-/// past it new nodes are refused while known ones keep updating.
+/// million endpoints. Each entry keeps the node's latest signed report and
+/// certificate (about 1 KiB when honest, at most [`MAX_REPORT_BYTES`] +
+/// [`MAX_CERT_BYTES`]), so a full ledger is about 1 GiB: this stops unbounded
+/// growth rather than setting a memory budget. Past it new nodes are refused
+/// while known ones keep updating.
 pub const MAX_LEDGER_NODES: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------

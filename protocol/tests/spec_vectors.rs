@@ -22,11 +22,11 @@ use waveguard_protocol::health::{
 use waveguard_protocol::metadata::build::{
     new_root, sign_document, Expiries, Repository, RoleSigners, RoleSpec, RootSpec,
 };
-use waveguard_protocol::metadata::signed::{canonical_json, Envelope};
+use waveguard_protocol::metadata::signed::{canonical_json, DecodeError, Envelope};
 use waveguard_protocol::release::{ChunkerParams, HealthPolicy, Release, TargetFile};
 use waveguard_protocol::wave::{bucket, wave_for_bucket, wave_of, WavePin};
 use waveguard_protocol::wire::{
-    Gossip, HaltEvidence, MetadataBundle, Request, Response, SignedHealth,
+    Gossip, HaltEvidence, MetadataBundle, Request, Response, SignedHealth, WireError,
 };
 use waveguard_protocol::{NodeId, ReleaseId, SigningKey, Timestamp};
 
@@ -482,6 +482,89 @@ fn tuf_vector() -> Value {
     })
 }
 
+/// The step of spec 5.2 at which a reader refuses an envelope, as the vectors name it.
+fn envelope_verdict(json_text: &str) -> &'static str {
+    match Envelope::<Value>::from_json(json_text.as_bytes(), 1 << 20, "vector envelope") {
+        Ok(_) => "accepted",
+        Err(DecodeError::TooLarge { .. }) => "too-large",
+        Err(DecodeError::Json { .. }) => "json",
+        Err(DecodeError::TooManySignatures { .. }) => "too-many-signatures",
+        Err(DecodeError::NotCanonical { .. }) => "not-canonical",
+        Err(DecodeError::NotNormalised { .. }) => "not-normalised",
+        Err(DecodeError::BadSignatureEncoding { .. }) => "bad-signature-encoding",
+        Err(_) => "other",
+    }
+}
+
+/// How a reader takes a frame of `kind`, as the vectors name it.
+fn frame_verdict(kind: &str, bytes: &[u8]) -> &'static str {
+    let result = match kind {
+        "request" => Request::decode(bytes).map(|_| ()),
+        "response" => Response::decode(bytes).map(|_| ()),
+        _ => Gossip::decode(bytes).map(|_| ()),
+    };
+    match result {
+        Ok(()) => "accepted",
+        Err(WireError::NotMinimal(_)) => "not-minimal",
+        Err(_) => "other",
+    }
+}
+
+/// `frame` with its last varint, which must be the single byte `last`, padded to two bytes.
+fn pad_last_varint(frame: Vec<u8>, last: u8) -> Vec<u8> {
+    assert!(last < 0x80, "only a one-byte varint can be padded this way");
+    let mut out = frame;
+    assert_eq!(
+        out.pop(),
+        Some(last),
+        "the frame does not end with that varint"
+    );
+    out.extend_from_slice(&[last | 0x80, 0x00]);
+    out
+}
+
+/// Envelopes and frames that decode in a lenient reader but that spec
+/// sections 5.2 and 12.1 require a reader to refuse, with the step that
+/// refuses each.
+fn refused_vector() -> Value {
+    let report = sign_report(&key1(), health_report(), None);
+    let text = utf8(&report.report);
+    let env = Envelope::<Value>::from_json(text.as_bytes(), 1 << 20, "vector")
+        .expect("the vector report parses");
+    let sig = &env.signatures[0].sig;
+    let upper = text.replace(sig.as_str(), &sig.to_uppercase());
+    let envelopes: Vec<Value> = [
+        ("non-NFC text", r#"{"signatures":[],"signed":{"p":"cafe\u0301"}}"#.to_string()),
+        ("control character", r#"{"signatures":[],"signed":{"p":"a\nb"}}"#.to_string()),
+        ("uppercase signature", upper),
+    ]
+    .into_iter()
+    .map(|(name, json_text)| {
+        json!({"name": name, "json": json_text, "refused_at": envelope_verdict(&json_text)})
+    })
+    .collect();
+    let chunk = Request::Chunk {
+        release: release_id(),
+        index: 0,
+    }
+    .encode();
+    // Response::Chunk("hello"): version, variant 2, length 5, then the bytes.
+    let mut hello = Response::Chunk(ByteBuf::from(b"hello".to_vec())).encode();
+    let body = hello.split_off(3);
+    let hello = [pad_last_varint(hello, 5), body].concat();
+    let frames: Vec<Value> = [
+        ("request_metadata_padded_variant", "request", pad_last_varint(Request::Metadata.encode(), 0)),
+        ("request_chunk_padded_index", "request", pad_last_varint(chunk, 0)),
+        ("response_chunk_padded_length", "response", hello),
+    ]
+    .into_iter()
+    .map(|(name, kind, bytes)| {
+        json!({"name": name, "kind": kind, "hex": hex::encode(&bytes), "refused_at": frame_verdict(kind, &bytes)})
+    })
+    .collect();
+    json!({"envelopes": envelopes, "frames": frames})
+}
+
 /// Every vector, keyed by spec section.
 fn vectors() -> Value {
     json!({
@@ -499,6 +582,7 @@ fn vectors() -> Value {
         "directive": directive_vector(),
         "gate": gate_vector(),
         "tuf": tuf_vector(),
+        "refused": refused_vector(),
     })
 }
 
@@ -624,6 +708,32 @@ fn signed_vectors_verify() {
     }
 }
 
+#[test]
+fn refusal_vectors_are_refused_at_the_step_the_spec_names() {
+    let v = refused_vector();
+    let got: Vec<(&str, &str)> = ["envelopes", "frames"]
+        .iter()
+        .flat_map(|k| v[*k].as_array().into_iter().flatten())
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default(),
+                c["refused_at"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("non-NFC text", "not-normalised"),
+            ("control character", "not-normalised"),
+            ("uppercase signature", "bad-signature-encoding"),
+            ("request_metadata_padded_variant", "not-minimal"),
+            ("request_chunk_padded_index", "not-minimal"),
+            ("response_chunk_padded_length", "not-minimal"),
+        ]
+    );
+}
+
 /// The values docs/protocol.md quotes in its text, so the prose cannot drift from the file.
 fn quoted_values(v: &Value) -> Vec<String> {
     let s = |p: &str| {
@@ -654,6 +764,11 @@ fn quoted_values(v: &Value) -> Vec<String> {
     .iter()
     .filter_map(|p| s(p))
     .collect();
+    for e in v["refused"]["envelopes"].as_array().into_iter().flatten() {
+        if e["name"] != "uppercase signature" {
+            out.push(e["json"].as_str().unwrap_or_default().to_string());
+        }
+    }
     for node in v["waves"]["nodes"].as_array().into_iter().flatten() {
         out.extend([
             node["bucket_hex"].as_str().unwrap_or_default().to_string(),

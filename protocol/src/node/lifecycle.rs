@@ -63,7 +63,9 @@ impl Node {
         };
         match msg {
             Gossip::Metadata(bundle) => match self.apply_metadata(&bundle, false) {
-                Ok(_) => Verdict::Accept,
+                Ok(true) => Verdict::Accept,
+                // Valid but nothing new: no need to spread it further.
+                Ok(false) => Verdict::Ignore,
                 Err(e) if e.is_stale() => Verdict::Ignore,
                 Err(e) => {
                     self.event(NodeEvent::Refused {
@@ -111,8 +113,9 @@ impl Node {
         };
         match t.ledger.insert(verified) {
             Ok(_) => {
-                t.gate_check_at
-                    .get_or_insert(now.plus_millis(GATE_CHECK_DELAY_MS));
+                // A new report is checked soon, even if the periodic check is further away.
+                let soon = now.plus_millis(GATE_CHECK_DELAY_MS);
+                t.gate_check_at = Some(t.gate_check_at.map_or(soon, |at| at.min(soon)));
                 Verdict::Accept
             }
             Err(_) => Verdict::Ignore, // replay or duplicate

@@ -360,6 +360,8 @@ impl Node {
             return;
         }
         self.book.ban(peer, reason.clone(), self.now);
+        // From now on it is not a peer: nothing more is sent to it, whenever the driver disconnects.
+        self.peers.remove(&peer);
         for t in self.releases.values_mut() {
             if let Some(d) = t.download.as_mut() {
                 d.remove_peer(&peer);
