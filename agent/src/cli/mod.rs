@@ -7,6 +7,7 @@
 //! The current time is an argument ([`run_at`]), read from the system clock
 //! only by [`run`].
 
+pub mod agent;
 pub mod args;
 pub mod demo;
 pub mod keygen;
@@ -50,6 +51,10 @@ pub enum Command {
     /// Publish a good and a bad release with throw-away keys, verify them, and roll both out
     /// across an in-memory fleet: the good one reaches everyone, the bad one halts at its canaries.
     Demo(demo::DemoArgs),
+    /// Run the endpoint daemon until interrupted.
+    Agent(agent::AgentArgs),
+    /// Serve a release directory to the mesh (a vendor's or a site's seeder) until interrupted.
+    Seed(agent::SeedArgs),
 }
 
 /// `waveguard root ...`.
@@ -78,6 +83,8 @@ pub enum Outcome {
     Wave(wave::WaveReport),
     /// `demo`.
     Demo(Box<demo::DemoReport>),
+    /// `agent` or `seed` stopped.
+    Stopped(agent::StopReport),
 }
 
 impl Outcome {
@@ -86,7 +93,11 @@ impl Outcome {
         match self {
             Outcome::Verify(r) => &r.warnings,
             Outcome::Wave(r) => &r.warnings,
-            Outcome::Keygen(_) | Outcome::Root(_) | Outcome::Publish(_) | Outcome::Demo(_) => &[],
+            Outcome::Keygen(_)
+            | Outcome::Root(_)
+            | Outcome::Publish(_)
+            | Outcome::Demo(_)
+            | Outcome::Stopped(_) => &[],
         }
     }
 }
@@ -100,6 +111,7 @@ impl fmt::Display for Outcome {
             Outcome::Verify(r) => r.fmt(f),
             Outcome::Wave(r) => r.fmt(f),
             Outcome::Demo(r) => r.fmt(f),
+            Outcome::Stopped(r) => r.fmt(f),
         }
     }
 }
@@ -134,6 +146,8 @@ pub fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::Verify(a) => verify::run(&a, now).map(Outcome::Verify),
         Command::Wave(a) => wave::run(&a, now).map(Outcome::Wave),
         Command::Demo(a) => demo::run(&a, now).map(|r| Outcome::Demo(Box::new(r))),
+        Command::Agent(a) => agent::run(&a).map(Outcome::Stopped),
+        Command::Seed(a) => agent::run_seed(&a).map(Outcome::Stopped),
     }
 }
 

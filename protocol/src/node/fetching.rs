@@ -51,8 +51,11 @@ impl Node {
         self.serving.forget_peer(&peer);
     }
 
-    /// Applies a metadata bundle; returns whether it was valid. `announce` re-broadcasts a changed bundle
-    /// (local sources only: gossip is forwarded by the driver after an Accept verdict).
+    /// Applies a metadata bundle; returns whether it changed anything. `announce` broadcasts a
+    /// changed bundle: for local sources and for bundles a peer answered with (a node that learned
+    /// something by asking tells the mesh; gossip deduplicates by content, so many nodes announcing
+    /// the same bundle cost one message each). Bundles that came by gossip are forwarded by the
+    /// driver after an Accept verdict instead.
     pub(super) fn apply_metadata(
         &mut self,
         bundle: &MetadataBundle,
@@ -198,7 +201,7 @@ impl Node {
         };
         match (pending, response) {
             (Pending::Metadata, Response::Metadata(bundle)) => {
-                if let Err(e) = self.apply_metadata(&bundle, false) {
+                if let Err(e) = self.apply_metadata(&bundle, true) {
                     if !e.is_stale() {
                         self.event(NodeEvent::Refused {
                             from: Some(from),

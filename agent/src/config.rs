@@ -1,0 +1,262 @@
+//! The agent's configuration: a TOML file with a default for every setting.
+//!
+//! `agent/agent.example.toml` documents every key. A missing file section or
+//! key takes its default; an unknown key is an error (a typo must not silently
+//! fall back to a default), and so is a value out of range, each named in the
+//! message.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use waveguard_protocol::wave::WavePin;
+
+/// Largest configuration file read, in bytes: a config is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+
+/// Endpoint or seeder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Fetches, installs in its wave, reports health.
+    #[default]
+    Endpoint,
+    /// Fetches and serves, never installs (a vendor's node, a site cache).
+    Seeder,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the agent keeps its key, metadata, chunks and installs.
+    pub data_dir: PathBuf,
+    /// The trusted root metadata (the anchor of all trust), obtained out of band.
+    pub trusted_root: Option<PathBuf>,
+    /// The node key file; generated in `data_dir/node.key` on first start if absent.
+    pub key_file: Option<PathBuf>,
+    /// Endpoint or seeder.
+    pub role: Role,
+    /// Network settings.
+    pub network: Network,
+    /// Rollout settings for this node.
+    pub rollout: Rollout,
+    /// The local HTTP API.
+    pub api: Api,
+}
+
+/// `[network]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Multiaddrs (with `/p2p/<PeerId>`) of Kademlia bootstrap peers.
+    pub bootstrap: Vec<String>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Most connections in total.
+    pub max_connections: u32,
+    /// Upload limit in bytes per second (0: none).
+    pub upload_bytes_per_sec: u64,
+    /// Download limit in bytes per second (0: none).
+    pub download_bytes_per_sec: u64,
+}
+
+/// `[rollout]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rollout {
+    /// Fetch a release as soon as it is trusted, before this node's wave opens.
+    pub prefetch: bool,
+    /// Operator override of this node's wave: "none", "canary" or "last".
+    pub pin: WavePin,
+    /// Install nothing until unpaused.
+    pub paused: bool,
+    /// This node's fleet certificate (JSON), required in fleets with an operator key.
+    pub cert: Option<PathBuf>,
+}
+
+/// `[api]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Address of the HTTP API; loopback unless you mean otherwise.
+    pub listen: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("waveguard-data"),
+            trusted_root: None,
+            key_file: None,
+            role: Role::Endpoint,
+            network: Network::default(),
+            rollout: Rollout::default(),
+            api: Api::default(),
+        }
+    }
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".into(),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            max_connections: 128,
+            upload_bytes_per_sec: 0,
+            download_bytes_per_sec: 0,
+        }
+    }
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            prefetch: true,
+            pin: WavePin::None,
+            paused: false,
+            cert: None,
+        }
+    }
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+        }
+    }
+}
+
+/// The configuration could not be used.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is larger than any config should be.
+    #[error("config {path} is {len} bytes, over the limit of {MAX_CONFIG_BYTES}")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(read)?.len();
+        if len > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+                len,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks config text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if config.network.max_connections == 0 {
+            return Err(invalid("network.max_connections must be at least 1".into()));
+        }
+        if config.network.listen.is_empty() {
+            return Err(invalid(
+                "network.listen must name at least one address".into(),
+            ));
+        }
+        if config.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir must not be empty".into()));
+        }
+        Ok(config)
+    }
+
+    /// The node key file: configured, or `data_dir/node.key`.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("node.key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_to_the_defaults_it_documents() {
+        let text = include_str!("../agent.example.toml");
+        let c = Config::parse(text, Path::new("agent.example.toml")).unwrap();
+        assert_eq!(c.role, Role::Endpoint);
+        assert!(c.network.mdns);
+        assert_eq!(c.api.listen, Api::default().listen);
+    }
+
+    #[test]
+    fn an_empty_file_gives_defaults() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(c.network.max_connections, 128);
+        assert!(c.rollout.prefetch);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = Config::parse("[network]\nmdsn = false\n", Path::new("a.toml")).unwrap_err();
+        assert!(e.to_string().contains("mdsn"), "{e}");
+        let e = Config::parse("[network]\nmax_connections = 0\n", Path::new("a.toml")).unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
+        let e = Config::parse("role = \"king\"\n", Path::new("a.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("king") || e.to_string().contains("role"),
+            "{e}"
+        );
+        let e = Config::parse("[rollout]\npin = \"first\"\n", Path::new("a.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("pin") || e.to_string().contains("first"),
+            "{e}"
+        );
+    }
+}

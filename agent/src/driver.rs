@@ -1,0 +1,369 @@
+//! The one loop that drives a node: it feeds the protocol engine network
+//! events, timer ticks and the results of disk and installer work, and carries
+//! out the engine's outputs. It decides nothing about releases; every such
+//! decision is the engine's (`waveguard_protocol::node`).
+//!
+//! Blocking work (the chunk store, assembling artifacts) runs on tokio's
+//! blocking pool and installer hooks run as child processes; their results
+//! come back to the loop through one channel and enter the engine as inputs,
+//! so the engine sees one ordered stream of events.
+
+use crate::install::{InstallRequest, Installer};
+use crate::net::{NetEvent, Network};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use waveguard_protocol::node::{Input, Node, NodeEvent, NodeStatus, Output};
+use waveguard_protocol::{ReleaseId, Timestamp};
+
+/// Most results of background work waiting for the loop; the loop drains
+/// them first, so this only bounds a burst.
+const LOCAL_QUEUE: usize = 4096;
+
+/// The current wall-clock time as protocol time.
+pub fn now() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Counters the status page and tests read.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Chunks received that verified and were stored.
+    pub chunks_stored: u64,
+    /// Peers this node banned.
+    pub peers_banned: u64,
+    /// Chunks whose store write failed.
+    pub store_failures: u64,
+}
+
+/// What the outside (HTTP API, tests) can see of a running agent.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// The engine's status after the last event.
+    pub status: Arc<Mutex<Option<NodeStatus>>>,
+    /// Counters.
+    pub counters: Arc<Mutex<Counters>>,
+    /// Addresses the network listens on (filled in as listeners come up).
+    pub listen: Arc<Mutex<Vec<libp2p::Multiaddr>>>,
+}
+
+/// A running agent: engine, network, store and installer.
+pub struct Driver {
+    node: Node,
+    net: Network,
+    store: Arc<Store>,
+    installer: Installer,
+    local_tx: mpsc::Sender<Input>,
+    local_rx: mpsc::Receiver<Input>,
+    /// Target path of each assembled release, to find its staged artifact.
+    targets: HashMap<ReleaseId, String>,
+    releases: HashMap<ReleaseId, (String, String)>,
+    wake: Timestamp,
+    shared: Shared,
+}
+
+impl Driver {
+    /// Wires an engine to its network, store and installer.
+    pub fn new(node: Node, net: Network, store: Arc<Store>, installer: Installer) -> Driver {
+        let (local_tx, local_rx) = mpsc::channel(LOCAL_QUEUE);
+        Driver {
+            node,
+            net,
+            store,
+            installer,
+            local_tx,
+            local_rx,
+            targets: HashMap::new(),
+            releases: HashMap::new(),
+            wake: now(),
+            shared: Shared::default(),
+        }
+    }
+
+    /// Handles for the HTTP API and tests.
+    pub fn shared(&self) -> Shared {
+        self.shared.clone()
+    }
+
+    /// This node's ID.
+    pub fn node_id(&self) -> waveguard_protocol::NodeId {
+        self.node.id()
+    }
+
+    /// Addresses the network listens on.
+    pub fn listen_addrs(&self) -> Vec<libp2p::Multiaddr> {
+        self.net.listen_addrs()
+    }
+
+    /// The network, for dialing peers before the loop starts.
+    pub fn network_mut(&mut self) -> &mut Network {
+        &mut self.net
+    }
+
+    /// Feeds one input now and carries out what follows.
+    pub fn input(&mut self, input: Input) {
+        self.node.handle_input(now(), input);
+        self.drain();
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        self.drain();
+        loop {
+            let wait = std::time::Duration::from_millis(
+                self.wake.as_millis().saturating_sub(now().as_millis()),
+            );
+            let input = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(input) = self.local_rx.recv() => Some(input),
+                event = self.net.next_event() => self.net_input(event),
+                () = tokio::time::sleep(wait) => Some(Input::Tick),
+            };
+            if let Some(input) = input {
+                self.node.handle_input(now(), input);
+            }
+            self.drain();
+        }
+        info!("agent stopped");
+    }
+
+    fn net_input(&mut self, event: NetEvent) -> Option<Input> {
+        match event {
+            NetEvent::PeerConnected(peer) => Some(Input::PeerConnected(peer)),
+            NetEvent::PeerDisconnected(peer) => Some(Input::PeerDisconnected(peer)),
+            NetEvent::Gossip {
+                from,
+                message_id,
+                data,
+                ..
+            } => Some(Input::Gossip {
+                from,
+                message_id,
+                data,
+            }),
+            NetEvent::Request {
+                from,
+                request_id,
+                data,
+            } => Some(Input::Request {
+                from,
+                request_id,
+                data,
+            }),
+            NetEvent::Response {
+                from,
+                request_id,
+                data,
+            } => Some(Input::Response {
+                from,
+                request_id,
+                data,
+            }),
+            NetEvent::RequestFailed { request_id, reason } => {
+                debug!(request_id, ?reason, "request failed");
+                Some(Input::RequestFailed { request_id })
+            }
+            NetEvent::Listening(addr) => {
+                info!(%addr, "listening");
+                if let Ok(mut l) = self.shared.listen.lock() {
+                    l.push(addr);
+                }
+                None
+            }
+            other => {
+                debug!(?other, "network");
+                None
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.node.poll_output() {
+                Output::Timeout(t) => {
+                    self.wake = t;
+                    break;
+                }
+                out => self.carry_out(out),
+            }
+        }
+        if let Ok(mut s) = self.shared.status.lock() {
+            *s = Some(self.node.status());
+        }
+    }
+
+    /// Runs blocking work on the blocking pool; its answer comes back as an input.
+    fn background(&self, work: impl FnOnce() -> Input + Send + 'static) {
+        let tx = self.local_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let input = work();
+            // The loop has stopped only when the agent shuts down; nothing to do then.
+            let _ = tx.blocking_send(input);
+        });
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Counters)) {
+        if let Ok(mut c) = self.shared.counters.lock() {
+            f(&mut c);
+        }
+    }
+
+    fn carry_out(&mut self, out: Output) {
+        match out {
+            Output::Broadcast { topic, data } => {
+                if let Err(e) = self.net.publish(topic, data) {
+                    debug!(topic, %e, "publish");
+                }
+            }
+            Output::GossipVerdict {
+                message_id,
+                verdict,
+            } => {
+                if let Err(e) = self.net.report_verdict(message_id, verdict) {
+                    debug!(%e, "verdict");
+                }
+            }
+            Output::SendRequest {
+                to,
+                request_id,
+                data,
+            } => self.net.send_request(to, request_id, data),
+            Output::Respond {
+                request_id, data, ..
+            } => {
+                if let Err(e) = self.net.respond(request_id, data) {
+                    debug!(%e, "respond");
+                }
+            }
+            Output::LoadChunk {
+                token,
+                hash,
+                length,
+            } => {
+                let store = self.store.clone();
+                self.background(move || {
+                    let data = store.get_chunk(&hash, length).ok().flatten();
+                    Input::ChunkLoaded { token, data }
+                });
+            }
+            Output::StoreChunk { hash, data } => {
+                let store = self.store.clone();
+                self.count(|c| c.chunks_stored += 1);
+                self.background(move || match store.put_chunk(&hash, &data) {
+                    Ok(()) => Input::ChunkStored { hash },
+                    Err(e) => Input::ChunkStoreFailed {
+                        hash,
+                        reason: e.to_string(),
+                    },
+                });
+            }
+            Output::StoreChunkList { release, data } => {
+                if let Err(e) = self.store.put_chunk_list(&release, &data) {
+                    warn!(%release, %e, "could not keep chunk list");
+                }
+            }
+            Output::StoreTrust(stored) => {
+                if let Err(e) = self.store.put_trust(&stored) {
+                    warn!(%e, "could not keep trusted metadata");
+                }
+            }
+            Output::Assemble {
+                release,
+                target_path,
+                length,
+                blake3,
+                chunks,
+            } => {
+                self.targets.insert(release, target_path.clone());
+                let store = self.store.clone();
+                self.background(move || {
+                    let result = store
+                        .assemble(&release, &target_path, length, &blake3, &chunks)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                    Input::ArtifactStaged { release, result }
+                });
+            }
+            Output::Install {
+                release,
+                product,
+                version,
+            } => {
+                self.releases
+                    .insert(release, (product.clone(), version.clone()));
+                let staged = self
+                    .targets
+                    .get(&release)
+                    .map(|t| self.store.staged_path(&release, t));
+                let installer = self.installer.clone();
+                let tx = self.local_tx.clone();
+                tokio::spawn(async move {
+                    let result = match staged {
+                        Some(path) => installer
+                            .install(InstallRequest {
+                                release: &release,
+                                product: &product,
+                                version: &version,
+                                staged: &path,
+                            })
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        None => Err("the staged artifact is gone".to_string()),
+                    };
+                    let _ = tx.send(Input::InstallFinished { release, result }).await;
+                });
+            }
+            Output::RunProbe { release } => {
+                let (product, version) = self.releases.get(&release).cloned().unwrap_or_default();
+                let installer = self.installer.clone();
+                let tx = self.local_tx.clone();
+                tokio::spawn(async move {
+                    let healthy = installer.probe(&release, &product, &version).await;
+                    let _ = tx.send(Input::ProbeFinished { release, healthy }).await;
+                });
+            }
+            Output::Rollback { release } => {
+                let (product, version) = self.releases.get(&release).cloned().unwrap_or_default();
+                let installer = self.installer.clone();
+                let tx = self.local_tx.clone();
+                tokio::spawn(async move {
+                    let result = installer
+                        .rollback(&release, &product, &version)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Input::RollbackFinished { release, result }).await;
+                });
+            }
+            Output::Ban { peer, reason } => {
+                warn!(%peer, %reason, "banning peer");
+                self.count(|c| c.peers_banned += 1);
+                if let Err(e) = self.net.ban(peer) {
+                    debug!(%e, "ban");
+                }
+            }
+            Output::Event(event) => log_event(&event),
+            Output::Timeout(t) => self.wake = t,
+            other => debug!(?other, "unhandled output"),
+        }
+    }
+}
+
+fn log_event(event: &NodeEvent) {
+    match event {
+        NodeEvent::Halted { release, reason } => warn!(%release, ?reason, "release halted"),
+        NodeEvent::PeerBanned { peer, reason } => warn!(%peer, %reason, "peer banned"),
+        NodeEvent::StoreCorrupt { hash } => {
+            warn!(chunk = %hex::encode(hash), "damaged chunk dropped from the store")
+        }
+        NodeEvent::Refused { from, reason } => debug!(?from, %reason, "refused"),
+        other => info!(?other, "node"),
+    }
+}

@@ -1,0 +1,309 @@
+//! Installing without root or kernel hooks: versioned directories and an
+//! atomic switch of a `current` symlink, keeping the previous version for
+//! rollback, plus optional install, probe and rollback commands with timeouts.
+//!
+//! Layout under the installs directory, per product:
+//! `<product>/<version>-<release id prefix>/<artifact>`, `<product>/current` →
+//! the active version's directory, `<product>/previous` → the one before.
+//! The switch is a rename of a fresh symlink over `current`, so a crash leaves
+//! either the old or the new version active, never a mix.
+//! Hooks get `WAVEGUARD_RELEASE`, `WAVEGUARD_PRODUCT`, `WAVEGUARD_VERSION`,
+//! `WAVEGUARD_ARTIFACT` and `WAVEGUARD_INSTALL_DIR` in their environment; a
+//! hook that runs past its timeout is killed and counts as a failure.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::process::Command;
+use waveguard_protocol::ReleaseId;
+
+/// Commands run around installs; each is a program and its arguments.
+#[derive(Clone, Debug, Default)]
+pub struct Hooks {
+    /// Run after the artifact is in its directory, before the switch; failure aborts the install.
+    pub install: Option<Vec<String>>,
+    /// Run to check health; exit status 0 is healthy. None: always healthy.
+    pub probe: Option<Vec<String>>,
+    /// Run after switching back to the previous version.
+    pub rollback: Option<Vec<String>>,
+    /// Longest any hook may run.
+    pub timeout: Duration,
+}
+
+/// An install or rollback failed; the active version is unchanged unless said otherwise.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// A file system step failed.
+    #[error("{step} {path}: {source}")]
+    Io {
+        /// What was being done.
+        step: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A hook exited unsuccessfully, could not start, or timed out.
+    #[error("{hook} hook {outcome}")]
+    Hook {
+        /// Which hook.
+        hook: &'static str,
+        /// What happened.
+        outcome: String,
+    },
+    /// Rollback asked with no previous version to return to.
+    #[error("no previous version of {0} to roll back to")]
+    NoPrevious(String),
+}
+
+/// What to install.
+#[derive(Clone, Debug)]
+pub struct InstallRequest<'a> {
+    /// The release.
+    pub release: &'a ReleaseId,
+    /// Product (from signed metadata; sanitised for paths here).
+    pub product: &'a str,
+    /// Version.
+    pub version: &'a str,
+    /// The staged, verified artifact.
+    pub staged: &'a Path,
+}
+
+/// The installer for one agent.
+#[derive(Clone, Debug)]
+pub struct Installer {
+    root: PathBuf,
+    hooks: Hooks,
+}
+
+/// Keeps letters, digits, `.`, `-` and `_`; anything else (a `/`, a `..` run) becomes `_`.
+fn safe(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        "_".into()
+    } else {
+        s
+    }
+}
+
+fn io(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.to_path_buf();
+    move |source| InstallError::Io { step, path, source }
+}
+
+impl Installer {
+    /// An installer keeping versions under `root`.
+    pub fn new(root: impl Into<PathBuf>, hooks: Hooks) -> Installer {
+        Installer {
+            root: root.into(),
+            hooks,
+        }
+    }
+
+    fn product_dir(&self, product: &str) -> PathBuf {
+        self.root.join(safe(product))
+    }
+
+    /// The directory `current` points to, if any.
+    pub fn current(&self, product: &str) -> Option<PathBuf> {
+        std::fs::read_link(self.product_dir(product).join("current")).ok()
+    }
+
+    /// Installs: copies the artifact into a new version directory, runs the install hook, switches `current`.
+    pub async fn install(&self, req: InstallRequest<'_>) -> Result<PathBuf, InstallError> {
+        let product_dir = self.product_dir(req.product);
+        let short = &req.release.to_hex()[..12];
+        let dir = product_dir.join(format!("{}-{short}", safe(req.version)));
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(io("create", &dir))?;
+        let name = req
+            .staged
+            .file_name()
+            .map_or_else(|| "artifact".into(), |n| n.to_os_string());
+        let artifact = dir.join(name);
+        // A hard link costs nothing; fall back to a copy across file systems.
+        if tokio::fs::hard_link(req.staged, &artifact).await.is_err() {
+            let _ = tokio::fs::remove_file(&artifact).await;
+            tokio::fs::copy(req.staged, &artifact)
+                .await
+                .map_err(io("copy to", &artifact))?;
+        }
+        let env = self.env(req.release, req.product, req.version, &artifact, &dir);
+        if let Some(cmd) = &self.hooks.install {
+            if let Err(e) = self.run_hook("install", cmd, &env).await {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                return Err(e);
+            }
+        }
+        let previous = self.current(req.product);
+        if let Some(prev) = previous.filter(|p| p != &dir) {
+            switch(&product_dir, "previous", &prev).await?;
+        }
+        switch(&product_dir, "current", &dir).await?;
+        Ok(dir)
+    }
+
+    /// Runs the probe hook; no hook means healthy. A hook that fails, cannot start or times out is unhealthy.
+    pub async fn probe(&self, release: &ReleaseId, product: &str, version: &str) -> bool {
+        let Some(cmd) = &self.hooks.probe else {
+            return true;
+        };
+        let dir = self.current(product).unwrap_or_default();
+        let env = self.env(release, product, version, &dir, &dir);
+        self.run_hook("probe", cmd, &env).await.is_ok()
+    }
+
+    /// Switches `current` back to `previous` and runs the rollback hook.
+    pub async fn rollback(
+        &self,
+        release: &ReleaseId,
+        product: &str,
+        version: &str,
+    ) -> Result<(), InstallError> {
+        let product_dir = self.product_dir(product);
+        let Ok(prev) = tokio::fs::read_link(product_dir.join("previous")).await else {
+            // Nothing was active before this release: leave no current version behind.
+            let _ = tokio::fs::remove_file(product_dir.join("current")).await;
+            return Ok(());
+        };
+        switch(&product_dir, "current", &prev).await?;
+        let env = self.env(release, product, version, &prev, &prev);
+        if let Some(cmd) = &self.hooks.rollback {
+            self.run_hook("rollback", cmd, &env).await?;
+        }
+        Ok(())
+    }
+
+    fn env(
+        &self,
+        release: &ReleaseId,
+        product: &str,
+        version: &str,
+        artifact: &Path,
+        dir: &Path,
+    ) -> Vec<(String, String)> {
+        vec![
+            ("WAVEGUARD_RELEASE".into(), release.to_hex()),
+            ("WAVEGUARD_PRODUCT".into(), product.into()),
+            ("WAVEGUARD_VERSION".into(), version.into()),
+            ("WAVEGUARD_ARTIFACT".into(), artifact.display().to_string()),
+            ("WAVEGUARD_INSTALL_DIR".into(), dir.display().to_string()),
+        ]
+    }
+
+    async fn run_hook(
+        &self,
+        hook: &'static str,
+        cmd: &[String],
+        env: &[(String, String)],
+    ) -> Result<(), InstallError> {
+        let Some((program, args)) = cmd.split_first() else {
+            return Ok(());
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .envs(env.iter().cloned())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| InstallError::Hook {
+                hook,
+                outcome: format!("{program:?} could not start: {e}"),
+            })?;
+        match tokio::time::timeout(self.hooks.timeout, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(InstallError::Hook {
+                hook,
+                outcome: format!("{program:?} exited with {status}"),
+            }),
+            Ok(Err(e)) => Err(InstallError::Hook {
+                hook,
+                outcome: format!("{program:?} failed: {e}"),
+            }),
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(InstallError::Hook {
+                    hook,
+                    outcome: format!(
+                        "{program:?} ran past its {:?} timeout and was killed",
+                        self.hooks.timeout
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// Points `dir/name` at `target` atomically: a fresh symlink renamed over the old one.
+async fn switch(dir: &Path, name: &str, target: &Path) -> Result<(), InstallError> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = tokio::fs::remove_file(&tmp).await;
+    tokio::fs::symlink(target, &tmp)
+        .await
+        .map_err(io("link", &tmp))?;
+    let link = dir.join(name);
+    tokio::fs::rename(&tmp, &link)
+        .await
+        .map_err(io("switch", &link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hooks(probe: Option<&[&str]>, timeout_ms: u64) -> Hooks {
+        Hooks {
+            probe: probe.map(|p| p.iter().map(|s| s.to_string()).collect()),
+            timeout: Duration::from_millis(timeout_ms),
+            ..Hooks::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn install_switches_current_and_rollback_returns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = tmp.path().join("app.bin");
+        std::fs::write(&staged, b"v1").unwrap();
+        let inst = Installer::new(tmp.path().join("installs"), hooks(None, 1000));
+        let (r1, r2) = (ReleaseId([1; 32]), ReleaseId([2; 32]));
+        let req = |release, version| InstallRequest {
+            release,
+            product: "acme/../x",
+            version,
+            staged: &staged,
+        };
+        let d1 = inst.install(req(&r1, "1.0")).await.unwrap();
+        assert_eq!(inst.current("acme/../x"), Some(d1.clone()));
+        assert!(
+            d1.starts_with(tmp.path().join("installs")),
+            "{d1:?} escaped the installs dir"
+        );
+        let d2 = inst.install(req(&r2, "2.0")).await.unwrap();
+        assert_eq!(inst.current("acme/../x"), Some(d2));
+        inst.rollback(&r2, "acme/../x", "2.0").await.unwrap();
+        assert_eq!(inst.current("acme/../x"), Some(d1));
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_hangs_is_killed_and_unhealthy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = Installer::new(tmp.path(), hooks(Some(&["sleep", "5"]), 100));
+        let started = std::time::Instant::now();
+        assert!(!inst.probe(&ReleaseId([1; 32]), "p", "1").await);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let ok = Installer::new(tmp.path(), hooks(Some(&["true"]), 1000));
+        assert!(ok.probe(&ReleaseId([1; 32]), "p", "1").await);
+        let bad = Installer::new(tmp.path(), hooks(Some(&["false"]), 1000));
+        assert!(!bad.probe(&ReleaseId([1; 32]), "p", "1").await);
+    }
+}
