@@ -103,8 +103,8 @@ impl Default for Network {
     fn default() -> Self {
         Network {
             listen: vec![
-                "/ip4/0.0.0.0/tcp/4001".into(),
-                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+                "/ip4/0.0.0.0/tcp/4610".into(),
+                "/ip4/0.0.0.0/udp/4610/quic-v1".into(),
             ],
             bootstrap: Vec::new(),
             mdns: true,

@@ -8,8 +8,14 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod driver;
 pub mod fsio;
+pub mod install;
 pub mod keyfile;
+pub mod net;
 pub mod repo;
+pub mod store;
 pub mod trusted;
 pub mod vendor;

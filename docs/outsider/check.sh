@@ -128,6 +128,9 @@ refuse "a truncated chunk list" \
 refuse "a bad targets signature" \
   "$PY '$OUTSIDER/tamper.py' bad-signature \"\$copy/metadata/targets.json\"" \
   "targets metadata"
+refuse "a targets signature in uppercase hex" \
+  "$PY '$OUTSIDER/tamper.py' upper-signature \"\$copy/metadata/targets.json\"" \
+  "targets metadata is refused by the envelope rules .* not lowercase hex"
 refuse "a bad targets signature under valid snapshot and timestamp pins" \
   "$PY '$OUTSIDER/tamper.py' resign-pins \"\$copy\" '$keys/snapshot.json' '$keys/timestamp.json'" \
   "targets metadata: not signed by the targets role"

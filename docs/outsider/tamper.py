@@ -4,6 +4,9 @@
 Usage:
   tamper.py bad-signature TARGETS_JSON
       flip one hex digit of the first signature (the document stays valid JSON)
+  upper-signature TARGETS_JSON
+      write the first signature in uppercase hex: the same signature bytes,
+      which a reader must refuse anyway (section 5.2)
   edit-targets TARGETS_JSON
       change the signed content (a product name) without re-signing it,
       keeping the document's length
@@ -41,6 +44,12 @@ def bad_signature(path: Path) -> None:
     doc = read(path)
     sig = doc["signatures"][0]["sig"]
     doc["signatures"][0]["sig"] = ("1" if sig[0] == "0" else "0") + sig[1:]
+    path.write_bytes(wg.canonical_json(doc))
+
+
+def upper_signature(path: Path) -> None:
+    doc = read(path)
+    doc["signatures"][0]["sig"] = doc["signatures"][0]["sig"].upper()
     path.write_bytes(wg.canonical_json(doc))
 
 
@@ -98,6 +107,8 @@ def main(argv: list[str]) -> int:
     mode, args = argv[0], argv[1:]
     if mode == "bad-signature" and len(args) == 1:
         bad_signature(Path(args[0]))
+    elif mode == "upper-signature" and len(args) == 1:
+        upper_signature(Path(args[0]))
     elif mode == "edit-targets" and len(args) == 1:
         edit_targets(Path(args[0]))
     elif mode == "resign-pins" and len(args) == 3:

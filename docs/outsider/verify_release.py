@@ -13,6 +13,10 @@ docs/protocol.md (sections 6, 7, 9 and 16):
    root), then timestamp, snapshot and targets: signatures to threshold,
    versions, expiry at --at (default now), and the length and blake3 pins
    (python-tuf cannot hash blake3, so the `blake3` package does that step).
+   Every document must also pass the envelope rules python-tuf does not
+   check: lowercase hex key IDs and signatures, and a `signed` value that
+   reads back unchanged from its canonical form (NFC text, no control
+   characters).
 2. Releases: every target entry must be a valid waveguard release.
 3. Content, for every release (or the one asked for): the chunk list against
    its signed length and blake3, every chunk against the list, and the
@@ -45,11 +49,13 @@ MAX_TARGETS_BYTES = 10 << 20
 MAX_ROOT_ROTATIONS = 1024
 MAX_KEYS_PER_ROOT = 64
 MAX_SIGNATURES = 64
-MAX_TARGETS = 1024
+MAX_TARGETS = 256
 MAX_NAME_BYTES = 128
 MAX_WAVES = 16
 MAX_MIN_REPORTS = 256
 MIN_CHUNK_MIN = 16 * 1024
+MAX_CHUNK_MIN = 1024 * 1024
+MAX_CHUNK_AVG = 4 * 1024 * 1024
 MAX_ARTIFACT_BYTES = 1 << 40
 MAX_BAKE_SECONDS = 365 * 24 * 3600
 TOP_LEVEL_ROLES = {"root", "targets", "snapshot", "timestamp"}
@@ -96,8 +102,12 @@ class Doc:
 
 
 def load(path: Path, limit: int, expected_type: type, what: str) -> Doc:
-    """Reads and parses one document (size limit first, section 5.2)."""
+    """Reads and parses one document (size limit first, then the envelope rules of section 5.2)."""
     raw = read_bounded(path, limit, what)
+    try:
+        wg.read_envelope(raw)
+    except wg.Refused as e:
+        raise Failure(f"{what} is refused by the envelope rules of section 5.2: {e}") from None
     try:
         md = Metadata.from_bytes(raw)
     except Exception as e:  # python-tuf raises several exception types for bad input
@@ -294,7 +304,7 @@ class ReleaseInfo:
         if not isinstance(ch, dict) or ch.get("algorithm") != "fastcdc-v2020":
             raise Failure(f"{what}: chunker.algorithm must be fastcdc-v2020")
         mn, avg, mx = (uint(ch, k, f"{what}: chunker", 32) for k in ("min_size", "avg_size", "max_size"))
-        if not MIN_CHUNK_MIN <= mn <= avg <= mx <= wg.MAX_CHUNK_BYTES:
+        if not MIN_CHUNK_MIN <= mn <= avg <= mx <= wg.MAX_CHUNK_BYTES or mn > MAX_CHUNK_MIN or avg > MAX_CHUNK_AVG:
             raise Failure(f"{what}: chunker sizes min {mn} avg {avg} max {mx} out of order or bounds")
         self.max_size = mx
         if self.chunks > wg.MAX_CHUNKS_PER_RELEASE:

@@ -221,6 +221,71 @@ def check_wire(c: Checker, v: dict, rid: bytes, signed: dict) -> None:
         c.eq(f"wire.messages.{name}", data.hex(), v["messages"].get(name))
 
 
+def check_wire_decodes(c: Checker, v: dict, rid: bytes) -> None:
+    """Every request and response vector reads back (sections 12.1, 12.2) as its message."""
+    bits = bitfield(10, [0, 3, 9])
+    pieces = [b"hello", b", ", b"world"]
+    chunk_list = wg.encode_chunk_list([(len(p), blake3.blake3(p).digest()) for p in pieces])
+    expected = {
+        "request_metadata": ("Metadata",),
+        "request_chunk_list": ("ChunkList", rid),
+        "request_chunk_300": ("Chunk", rid, 300),
+        "request_have": ("Have", rid, bits),
+        "response_metadata": ("Metadata", [b"R1", b"R2"], b"T", b"S", b"X"),
+        "response_chunk_list": ("ChunkList", chunk_list),
+        "response_chunk_hello": ("Chunk", b"hello"),
+        "response_have": ("Have", bits),
+        "response_not_found": ("NotFound",),
+        "response_busy": ("Busy",),
+    }
+    for name, want in expected.items():
+        data = bytes.fromhex(v["messages"].get(name, ""))
+        decode = wg.decode_request if name.startswith("request_") else wg.decode_response
+        try:
+            got = decode(data)
+        except wg.Refused as e:
+            got = f"refused: {e}"
+        c.eq(f"wire.messages.{name} decodes", got, want)
+
+
+def check_refused(c: Checker, v: dict, signed: dict, rid: bytes) -> None:
+    """Section 5.2 and 12.1: what a reader must refuse, and at which step."""
+    report = signed["health_report"]["envelope"]
+    sig = json.loads(report)["signatures"][0]["sig"]
+    want_json = {
+        "non-NFC text": '{"signatures":[],"signed":{"p":"cafe\\u0301"}}',
+        "control character": '{"signatures":[],"signed":{"p":"a\\nb"}}',
+        "uppercase signature": report.replace(sig, sig.upper()),
+    }
+    names = [e["name"] for e in v["envelopes"]]
+    c.eq("refused.envelopes (names)", names, list(want_json))
+    for e in v["envelopes"]:
+        c.eq(f"refused.envelopes[{e['name']}].json", e["json"], want_json.get(e["name"]))
+        try:
+            wg.read_envelope(e["json"].encode())
+            step = "accepted"
+        except wg.Refused as r:
+            step = r.step
+        c.eq(f"refused.envelopes[{e['name']}].refused_at", step, e["refused_at"])
+    want_frames = {
+        "request_metadata_padded_variant": ("request", bytes([wg.WIRE_VERSION, 0x80, 0x00])),
+        "request_chunk_padded_index": ("request", wg.frame(2, rid + bytes([0x80, 0x00]))),
+        "response_chunk_padded_length": ("response", wg.frame(2, bytes([0x85, 0x00]) + b"hello")),
+    }
+    c.eq("refused.frames (names)", [f["name"] for f in v["frames"]], list(want_frames))
+    for f in v["frames"]:
+        kind, data = want_frames.get(f["name"], ("?", b""))
+        c.eq(f"refused.frames[{f['name']}].kind", kind, f["kind"])
+        c.eq(f"refused.frames[{f['name']}].hex", data.hex(), f["hex"])
+        decode = wg.decode_request if kind == "request" else wg.decode_response
+        try:
+            decode(data)
+            step = "accepted"
+        except wg.Refused as r:
+            step = r.step
+        c.eq(f"refused.frames[{f['name']}].refused_at", step, f["refused_at"])
+
+
 def check_directive(c: Checker, v: dict, rid: bytes) -> None:
     seed = bytes([0x02] * 32)
     doc = {
@@ -324,11 +389,13 @@ def main() -> int:
     check_signed(c, vectors["signed"], rid)
     check_waves(c, vectors["waves"], rid)
     check_wire(c, vectors["wire"], rid, vectors["signed"])
+    check_wire_decodes(c, vectors["wire"], rid)
+    check_refused(c, vectors["refused"], vectors["signed"], rid)
     check_directive(c, vectors["directive"], rid)
     check_gate(c, vectors["gate"])
     check_tuf(c, vectors["tuf"])
     checked = {"about", "keys", "canonical_json", "time", "blake3", "chunk_list", "chunking", "release", "signed",
-               "waves", "wire", "directive", "gate", "tuf"}
+               "waves", "wire", "directive", "gate", "tuf", "refused"}
     for extra in sorted(set(vectors) - checked):
         c.failed.append(f"{extra}: vectors.json has a section this script does not check yet")
     for line in c.failed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 import math
 import re
 import struct
@@ -113,6 +114,47 @@ def sign_envelope(signed: dict, seeds: list[bytes]) -> bytes:
         sk = signing_key(seed)
         sigs.append({"keyid": key_id(bytes(sk.verify_key)), "sig": sk.sign(message).signature.hex()})
     return canonical_json({"signed": signed, "signatures": sigs})
+
+
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
+
+
+class Refused(ValueError):
+    """A document or frame a reader must refuse; `step` names the rule (sections 5.2, 12.1)."""
+
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(f"{step}: {detail}")
+        self.step = step
+
+
+def read_envelope(raw: bytes) -> dict:
+    """Section 5.2, steps 2 to 6: parse an envelope as a reader must (the size
+    limit, step 1, depends on the document kind and is the caller's)."""
+    try:
+        env = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise Refused("json", f"not JSON: {e}") from None
+    sigs = env.get("signatures") if isinstance(env, dict) else None
+    if not isinstance(env, dict) or not isinstance(env.get("signed"), dict) or not isinstance(sigs, list):
+        raise Refused("json", "not a signed envelope")
+    if any(not isinstance(s, dict) or not isinstance(s.get("keyid"), str) or not isinstance(s.get("sig"), str) for s in sigs):
+        raise Refused("json", "a signature entry lacks a keyid or sig string")
+    if len(sigs) > MAX_SIGNATURES:
+        raise Refused("too-many-signatures", f"{len(sigs)} signatures, over the limit of {MAX_SIGNATURES}")
+    try:
+        canonical = canonical_json(env["signed"])
+    except (ValueError, TypeError) as e:
+        raise Refused("not-canonical", str(e)) from None
+    try:
+        back = json.loads(canonical)  # strict: raw control characters are not JSON
+    except (ValueError, UnicodeDecodeError):
+        back = None
+    if back != env["signed"]:
+        raise Refused("not-normalised", "the canonical form of signed does not read back as the value received")
+    for s in sigs:
+        if not _LOWER_HEX.fullmatch(s["keyid"]) or not _LOWER_HEX.fullmatch(s["sig"]):
+            raise Refused("bad-signature-encoding", f"keyid {s['keyid'][:80]!r} or its sig is not lowercase hex")
+    return env
 
 
 def verify_signature(public: bytes, message: bytes, sig_hex: str) -> bool:
@@ -315,7 +357,86 @@ def frame(variant: int, body: bytes = b"") -> bytes:
     return bytes([WIRE_VERSION]) + varint(variant) + body
 
 
+class FrameReader:
+    """Reads the postcard subset of section 12.2, refusing what 12.1 refuses."""
+
+    def __init__(self, data: bytes) -> None:
+        if not data:
+            raise Refused("empty", "an empty frame")
+        if data[0] != WIRE_VERSION:
+            raise Refused("version", f"wire version {data[0]}, this reader speaks {WIRE_VERSION}")
+        self.data, self.pos = data, 1
+
+    def raw(self, n: int) -> bytes:
+        if n > len(self.data) - self.pos:
+            raise Refused("malformed", "a length runs past the end of the frame")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, bits: int) -> int:
+        start, value, shift = self.pos, 0, 0
+        while True:
+            (b,) = self.raw(1)
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+            if shift >= 7 * -(-bits // 7):  # at most 5 bytes for u32, 10 for u64
+                raise Refused("malformed", "a varint is too long")
+        if value >> bits:
+            raise Refused("malformed", f"a varint does not fit {bits} bits")
+        if self.data[start : self.pos] != varint(value):
+            raise Refused("not-minimal", f"the varint {self.data[start:self.pos].hex()} is not the shortest form of {value}")
+        return value
+
+    def bytes(self) -> bytes:
+        return self.raw(self.varint(64))
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise Refused("trailing", f"{len(self.data) - self.pos} bytes left over")
+
+
+def decode_request(data: bytes) -> tuple:
+    """A Request frame (section 12.3) as (variant name, fields...)."""
+    r = FrameReader(data)
+    v = r.varint(32)
+    if v == 0:
+        out = ("Metadata",)
+    elif v == 1:
+        out = ("ChunkList", r.raw(32))
+    elif v == 2:
+        out = ("Chunk", r.raw(32), r.varint(32))
+    elif v == 3:
+        out = ("Have", r.raw(32), r.bytes())
+    else:
+        raise Refused("malformed", f"request variant {v} is unknown")
+    r.end()
+    return out
+
+
+def decode_response(data: bytes) -> tuple:
+    """A Response frame (section 12.3) as (variant name, fields...)."""
+    r = FrameReader(data)
+    v = r.varint(32)
+    if v == 0:
+        roots = [r.bytes() for _ in range(r.varint(64))]
+        out = ("Metadata", roots, r.bytes(), r.bytes(), r.bytes())
+    elif v in (1, 2):
+        out = ("ChunkList" if v == 1 else "Chunk", r.bytes())
+    elif v == 3:
+        out = ("Have", r.bytes())
+    elif v in (4, 5):
+        out = ("NotFound" if v == 4 else "Busy",)
+    else:
+        raise Refused("malformed", f"response variant {v} is unknown")
+    r.end()
+    return out
+
+
 # --- Section 13: limits the outsider checks -------------------------------------
 
 MAX_CHUNKS_PER_RELEASE = 1 << 17
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
+MAX_SIGNATURES = 64

@@ -315,7 +315,7 @@ impl RolloutPolicy {
                     w.name, w.cumulative_ppm
                 ));
             }
-            if w.bake_seconds > 365 * 24 * 3600 {
+            if w.bake_seconds > crate::limits::MAX_BAKE_SECONDS {
                 return bad(format!("wave {i} bakes for more than a year"));
             }
             prev = w.cumulative_ppm;

@@ -581,6 +581,9 @@ impl Mesh {
             Output::Event(NodeEvent::Halted { release, .. }) => {
                 self.nodes[i].halted.insert(release);
             }
+            Output::Event(NodeEvent::Resumed { release }) => {
+                self.nodes[i].halted.remove(&release);
+            }
             Output::Event(_) => {}
             _ => {}
         }

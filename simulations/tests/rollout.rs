@@ -177,3 +177,68 @@ fn a_release_that_arrives_after_its_schedule_still_waits_for_its_gates() {
         );
     }
 }
+
+#[test]
+fn a_resume_directive_lifts_a_vendor_halt_and_the_rollout_completes() {
+    let mut s = setup(7, 12, None);
+    let halt = s.vendor.directive(
+        s.release.id,
+        DirectiveAction::Halt,
+        1,
+        T0.plus_secs(3600),
+        "hold on",
+    );
+    s.mesh.inject(0, Input::Directive(halt));
+    run(&mut s, T0.plus_secs(30));
+    for i in 1..s.mesh.len() {
+        assert!(
+            s.mesh
+                .node(i)
+                .release_state(&s.release.id)
+                .is_some_and(|st| st.is_stopped()),
+            "node {i}"
+        );
+    }
+    let resume = s.vendor.directive(
+        s.release.id,
+        DirectiveAction::Resume,
+        2,
+        T0.plus_secs(3600),
+        "all clear",
+    );
+    s.mesh.inject(0, Input::Directive(resume));
+    run(&mut s, policy().end().plus_secs(120));
+    for i in 1..s.mesh.len() {
+        assert_eq!(
+            s.mesh.node(i).release_state(&s.release.id),
+            Some(&RolloutState::Healthy),
+            "node {i}"
+        );
+    }
+}
+
+#[test]
+fn a_halt_that_arrives_before_its_release_still_holds() {
+    let mut s = setup(7, 12, None);
+    // Deliver the halt to a node before the release reaches anyone: it must be kept, spread,
+    // and applied once the release is trusted.
+    let halt = s.vendor.directive(
+        s.release.id,
+        DirectiveAction::Halt,
+        1,
+        T0.plus_secs(7200),
+        "recalled",
+    );
+    s.mesh.inject(5, Input::Directive(halt));
+    run(&mut s, policy().end().plus_secs(120));
+    assert!(s.mesh.installs().is_empty(), "{:?}", s.mesh.installs());
+    for i in 1..s.mesh.len() {
+        assert!(
+            matches!(
+                s.mesh.halt_reason(i, &s.release.id),
+                Some(HaltReason::Directive { seq: 1, .. })
+            ),
+            "node {i}"
+        );
+    }
+}

@@ -61,14 +61,19 @@ fn publish(dir: &Path, size: usize) -> (ReleaseId, Vec<u8>) {
 }
 
 fn config(data: PathBuf, root: PathBuf, role: Role, bootstrap: Vec<String>) -> Config {
-    let mut c = Config::default();
-    c.data_dir = data;
-    c.trusted_root = Some(root);
-    c.role = role;
-    c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    c.network.mdns = false;
-    c.network.bootstrap = bootstrap;
-    c
+    let defaults = Config::default();
+    Config {
+        data_dir: data,
+        trusted_root: Some(root),
+        role,
+        network: waveguard_agent::config::Network {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            mdns: false,
+            bootstrap,
+            ..defaults.network.clone()
+        },
+        ..defaults
+    }
 }
 
 async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {

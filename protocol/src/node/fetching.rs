@@ -125,6 +125,10 @@ impl Node {
             release: id,
             wave: u32::try_from(wave).unwrap_or(u32::MAX),
         });
+        if let Some(bytes) = self.early_directives.remove(&id) {
+            // Verified again: it may have expired while we waited.
+            let _ = self.on_directive(&bytes, false);
+        }
         let peers: Vec<NodeId> = self.peers.iter().copied().collect();
         for p in peers {
             self.send_have(p, id);
@@ -513,7 +517,7 @@ impl Node {
         }
     }
 
-    fn check_complete(&mut self, id: ReleaseId) {
+    pub(super) fn check_complete(&mut self, id: ReleaseId) {
         let Some(t) = self.releases.get(&id) else {
             return;
         };

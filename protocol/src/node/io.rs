@@ -257,6 +257,11 @@ pub enum NodeEvent {
         /// Why.
         reason: HaltReason,
     },
+    /// A signed resume directive lifted a halt on this node.
+    Resumed {
+        /// The release.
+        release: ReleaseId,
+    },
     /// A peer was banned.
     PeerBanned {
         /// The peer.

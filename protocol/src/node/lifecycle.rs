@@ -171,7 +171,16 @@ impl Node {
             }
         };
         let Some(t) = self.releases.get_mut(&directive.release) else {
-            return Ok(false);
+            // Signed and in force, for a release we do not follow yet (our metadata may lag):
+            // keep it for when we do, and let it spread.
+            if self.early_directives.len() < crate::limits::MAX_RELEASES {
+                self.early_directives
+                    .insert(directive.release, bytes.to_vec());
+            }
+            if local {
+                self.broadcast_directive(bytes);
+            }
+            return Ok(true);
         };
         if t.directives.accept(&directive).is_err() {
             return Ok(false); // replay of an older directive
@@ -188,17 +197,25 @@ impl Node {
                 if matches!(t.halt, Some(HaltReason::Directive { .. })) {
                     t.halt = None;
                     let id = directive.release;
-                    self.transition(&id, RolloutEvent::Resume);
+                    self.event(NodeEvent::Resumed { release: id });
+                    if self.transition(&id, RolloutEvent::Resume) {
+                        // Chunks already held need no fetching: go straight back to staging.
+                        self.check_complete(id);
+                    }
                 }
             }
         }
         if local {
-            self.outputs.push_back(Output::Broadcast {
-                topic: crate::wire::TOPIC_DIRECTIVES,
-                data: Gossip::Directive(ByteBuf::from(bytes.to_vec())).encode(),
-            });
+            self.broadcast_directive(bytes);
         }
         Ok(true)
+    }
+
+    fn broadcast_directive(&mut self, bytes: &[u8]) {
+        self.outputs.push_back(Output::Broadcast {
+            topic: crate::wire::TOPIC_DIRECTIVES,
+            data: Gossip::Directive(ByteBuf::from(bytes.to_vec())).encode(),
+        });
     }
 
     /// Sets the halt latch; the state follows in [`Node::drive_rollouts`].

@@ -168,6 +168,8 @@ pub struct Node {
     next_token: u64,
     serving: serving::Serving,
     next_have_flush: Timestamp,
+    /// Valid directives for releases not followed yet, applied when they are (bounded by `MAX_RELEASES`).
+    early_directives: BTreeMap<ReleaseId, Vec<u8>>,
 }
 
 impl Node {
@@ -193,6 +195,7 @@ impl Node {
             next_token: 1,
             serving: serving::Serving::default(),
             next_have_flush: now,
+            early_directives: BTreeMap::new(),
         };
         for release in node.trust.releases() {
             node.track(release);
