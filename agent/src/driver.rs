@@ -284,11 +284,20 @@ impl Driver {
                 self.targets.insert(release, target_path.clone());
                 let store = self.store.clone();
                 self.background(move || {
-                    let result = store
-                        .assemble(&release, &target_path, length, &blake3, &chunks)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string());
-                    Input::ArtifactStaged { release, result }
+                    match store.assemble(&release, &target_path, length, &blake3, &chunks) {
+                        Ok(_) => Input::ArtifactStaged {
+                            release,
+                            result: Ok(()),
+                        },
+                        // Our store lost a chunk: fetch it again instead of giving the release up.
+                        Err(e) => match e.lost_chunk() {
+                            Some(hash) => Input::ChunkLost { hash },
+                            None => Input::ArtifactStaged {
+                                release,
+                                result: Err(e.to_string()),
+                            },
+                        },
+                    }
                 });
             }
             Output::Install {

@@ -253,7 +253,7 @@ fn a_malformed_request_gets_not_found() {
 
 /// Walks one node through discovery with a single peer that answers every
 /// request, corrupting chunk `bad` if given. Returns every output seen.
-fn fetch_from(f: &Fixture, bad: Option<u32>) -> Vec<Output> {
+fn fetch_from(f: &Fixture, bad: Option<u32>, lose_first_chunk_once: bool) -> Vec<Output> {
     let mut n = node(f);
     let p = peer(2);
     let full = {
@@ -265,6 +265,7 @@ fn fetch_from(f: &Fixture, bad: Option<u32>) -> Vec<Output> {
         bits
     };
     let mut seen = Vec::new();
+    let mut lost = !lose_first_chunk_once;
     let mut now = T0;
     n.handle_input(now, Input::Metadata(f.bundles[1].clone()));
     n.handle_input(now, Input::PeerConnected(p));
@@ -309,13 +310,23 @@ fn fetch_from(f: &Fixture, bad: Option<u32>) -> Vec<Output> {
                 Output::StoreChunk { hash, .. } => {
                     n.handle_input(now, Input::ChunkStored { hash: *hash })
                 }
-                Output::Assemble { release, .. } => n.handle_input(
-                    now,
-                    Input::ArtifactStaged {
-                        release: *release,
-                        result: Ok(()),
-                    },
-                ),
+                Output::Assemble {
+                    release, chunks, ..
+                } => {
+                    if lost {
+                        n.handle_input(
+                            now,
+                            Input::ArtifactStaged {
+                                release: *release,
+                                result: Ok(()),
+                            },
+                        );
+                    } else {
+                        // The store finds chunk 0 damaged while assembling.
+                        lost = true;
+                        n.handle_input(now, Input::ChunkLost { hash: chunks[0] });
+                    }
+                }
                 _ => {}
             }
             seen.push(o);
@@ -327,7 +338,7 @@ fn fetch_from(f: &Fixture, bad: Option<u32>) -> Vec<Output> {
 #[test]
 fn an_honest_peer_delivers_every_chunk_once() {
     let f = fixture();
-    let out = fetch_from(&f, None);
+    let out = fetch_from(&f, None, false);
     let stores = out
         .iter()
         .filter(|o| matches!(o, Output::StoreChunk { .. }))
@@ -342,7 +353,7 @@ fn an_honest_peer_delivers_every_chunk_once() {
 #[test]
 fn a_peer_that_sends_one_corrupt_chunk_is_banned_at_once() {
     let f = fixture();
-    let out = fetch_from(&f, Some(2));
+    let out = fetch_from(&f, Some(2), false);
     let bans: Vec<_> = out
         .iter()
         .filter(|o| matches!(o, Output::Ban { .. }))
@@ -383,4 +394,27 @@ fn an_unsolicited_response_is_ignored() {
     assert!(out
         .iter()
         .all(|o| !matches!(o, Output::StoreChunk { .. } | Output::Ban { .. })));
+}
+
+#[test]
+fn a_chunk_lost_from_the_store_is_fetched_again_and_the_artifact_reassembled() {
+    let f = fixture();
+    let out = fetch_from(&f, None, true);
+    let assembles = out
+        .iter()
+        .filter(|o| matches!(o, Output::Assemble { .. }))
+        .count();
+    assert_eq!(assembles, 2, "assembled again after the loss");
+    let stores = out
+        .iter()
+        .filter(|o| matches!(o, Output::StoreChunk { .. }))
+        .count();
+    assert_eq!(
+        stores,
+        f.chunks.len() + 1,
+        "exactly the lost chunk is fetched again"
+    );
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(NodeEvent::StoreCorrupt { .. }))));
 }

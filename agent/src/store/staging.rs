@@ -134,6 +134,18 @@ impl AssembleError {
     /// Whether the store lost data the artifact needs (a chunk missing or
     /// damaged), as opposed to a release that does not add up: fetching the
     /// chunk again and assembling again can succeed.
+    /// The chunk the store turned out to lack or hold damaged, if that is why assembly failed:
+    /// it must be fetched again rather than the release given up.
+    pub fn lost_chunk(&self) -> Option<ChunkHash> {
+        match self {
+            AssembleError::MissingChunk { hash, .. } | AssembleError::DamagedChunk { hash, .. } => {
+                Some(*hash)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is damage to the store (a missing or damaged chunk) rather than the release.
     pub fn is_store_damage(&self) -> bool {
         matches!(
             self,

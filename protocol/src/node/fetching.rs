@@ -511,6 +511,24 @@ impl Node {
         });
     }
 
+    pub(super) fn on_chunk_lost(&mut self, hash: ChunkHash) {
+        self.forget_chunk(hash);
+        self.event(NodeEvent::StoreCorrupt { hash });
+        // A release that was being assembled goes back to fetching what it lost.
+        let staging: Vec<ReleaseId> = self
+            .releases
+            .iter()
+            .filter(|(_, t)| {
+                matches!(t.state, RolloutState::Staging)
+                    && t.stored.as_ref().is_some_and(|s| !s.is_full())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in staging {
+            self.transition(&id, RolloutEvent::ArtifactRejected);
+        }
+    }
+
     pub(super) fn on_chunks_held(&mut self, hashes: Vec<ChunkHash>) {
         for h in hashes {
             self.on_chunk_stored(h);

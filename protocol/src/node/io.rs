@@ -69,6 +69,12 @@ pub enum Input {
         /// The bytes read, unverified.
         data: Option<Vec<u8>>,
     },
+    /// The store no longer holds this chunk (found missing or damaged, for example while
+    /// assembling): the node forgets it and fetches it again.
+    ChunkLost {
+        /// The chunk.
+        hash: ChunkHash,
+    },
     /// The verified chunks the driver's store already holds (at start-up, after seeding, after an import).
     ChunksHeld(Vec<ChunkHash>),
     /// Trust metadata from a local source (a vendor publishing, a bundle import, the store at start-up).

@@ -246,6 +246,7 @@ impl Node {
             Input::ChunkStoreFailed { hash, reason } => self.on_chunk_store_failed(hash, reason),
             Input::ChunkLoaded { token, data } => self.on_chunk_loaded(token, data),
             Input::ChunksHeld(hashes) => self.on_chunks_held(hashes),
+            Input::ChunkLost { hash } => self.on_chunk_lost(hash),
             Input::Metadata(bundle) => {
                 if let Err(e) = self.apply_metadata(&bundle, true) {
                     self.event(NodeEvent::Refused {

@@ -162,7 +162,7 @@ impl Node {
     }
 
     /// Drops a chunk we believed we held (damaged or missing in the store) so it is fetched again.
-    fn forget_chunk(&mut self, hash: crate::chunk::ChunkHash) {
+    pub(super) fn forget_chunk(&mut self, hash: crate::chunk::ChunkHash) {
         self.held.remove(&hash);
         for t in self.releases.values_mut() {
             let indices = t.indices_of(&hash);
