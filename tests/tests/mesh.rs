@@ -11,6 +11,10 @@ use waveguard_protocol::ReleaseId;
 
 /// Publishes `size` pseudo-random bytes into `dir/repo`; returns the release ID and the artifact.
 fn publish(dir: &Path, size: usize) -> (ReleaseId, Vec<u8>) {
+    publish_with(dir, size, "256KiB")
+}
+
+fn publish_with(dir: &Path, size: usize, chunk_avg: &str) -> (ReleaseId, Vec<u8>) {
     let at = now();
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
     let cli = |args: &[&str]| {
@@ -181,6 +185,119 @@ async fn four_agents_get_a_release_from_one_seeder() {
     }
     let _ = stop_tx.send(true);
     for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+}
+
+/// Starts a seeder for `dir/repo`; returns its task, shared state and dialable address.
+async fn start_seeder(
+    dir: &Path,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (tokio::task::JoinHandle<()>, Shared, String) {
+    let root = dir.join("repo/metadata/1.root.json");
+    let cfg = config(dir.join("seeder"), root, Role::Seeder, vec![]);
+    let seeder = daemon::start(&cfg, Some(&dir.join("repo"))).expect("seeder starts");
+    let id = seeder.node_id().to_peer_id_string();
+    let shared = seeder.shared();
+    let task = tokio::spawn(seeder.run(stopped(stop)));
+    wait_for("the seeder to listen", Duration::from_secs(10), || {
+        !shared.listen.lock().unwrap().is_empty()
+    })
+    .await;
+    let addr = format!("{}/p2p/{id}", shared.listen.lock().unwrap()[0]);
+    (task, shared, addr)
+}
+
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.changed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_download_resumes_without_fetching_a_stored_chunk_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Small chunks make the download long enough to interrupt.
+    let (release, artifact) = publish_with(tmp.path(), 24 << 20, "64KiB");
+    let root = tmp.path().join("repo/metadata/1.root.json");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (seeder_task, _, addr) = start_seeder(tmp.path(), stop_rx.clone()).await;
+
+    let cfg = config(tmp.path().join("agent"), root, Role::Endpoint, vec![addr]);
+    let driver = daemon::start(&cfg, None).expect("agent starts");
+    let shared = driver.shared();
+    let task = tokio::spawn(driver.run(stopped(stop_rx.clone())));
+    let started = Instant::now();
+    loop {
+        let (have, total) = chunks_stored(&shared, &release);
+        if total > 0 && have >= 3 {
+            assert!(
+                have < total,
+                "the download finished before it could be interrupted ({have} of {total})"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the download never started"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Kill it: the task is dropped wherever it is, as with SIGKILL (no shutdown path runs).
+    task.abort();
+    let _ = task.await;
+
+    // Restart on the same data directory; the store may stay locked for a moment by blocking work.
+    let opened = Instant::now();
+    let driver = loop {
+        match daemon::start(&cfg, None) {
+            Ok(d) => break d,
+            Err(e) if opened.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("restart failed: {e:#}"),
+        }
+    };
+    let shared = driver.shared();
+    let (held_at_restart, total) = chunks_stored(&shared, &release);
+    assert!(
+        held_at_restart > 0,
+        "the chunks stored before the kill survive it"
+    );
+    let task = tokio::spawn(driver.run(stopped(stop_rx.clone())));
+    wait_for(
+        "the restarted agent to finish",
+        Duration::from_secs(60),
+        || {
+            let (have, total) = chunks_stored(&shared, &release);
+            total > 0 && have == total
+        },
+    )
+    .await;
+    let fetched_after = shared.counters.lock().unwrap().chunks_stored;
+    assert_eq!(
+        fetched_after,
+        u64::from(total - held_at_restart),
+        "after the restart only the {} missing chunks are fetched",
+        total - held_at_restart
+    );
+    wait_for("the artifact to be staged", Duration::from_secs(30), || {
+        shared.status.lock().unwrap().as_ref().is_some_and(|s| {
+            s.releases
+                .iter()
+                .any(|r| r.id == release && r.state.name() == "staged")
+        })
+    })
+    .await;
+    let staged = cfg.data_dir.join("staging").join(release.to_hex());
+    let file = std::fs::read_dir(&staged)
+        .unwrap()
+        .next()
+        .expect("a staged file")
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::read(&file).unwrap(), artifact);
+    let _ = stop_tx.send(true);
+    for t in [task, seeder_task] {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
 }
