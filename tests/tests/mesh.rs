@@ -37,9 +37,12 @@ fn publish_with(dir: &Path, size: usize, chunk_avg: &str) -> (ReleaseId, Vec<u8>
         "--timestamp-key",
         &p("vendor.key"),
     ]);
-    let artifact: Vec<u8> = (0..size as u64)
-        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
-        .collect();
+    // Pseudo-random bytes with no repeated chunk, so chunk counts equal fetch counts.
+    let mut artifact = vec![0u8; size];
+    blake3::Hasher::new()
+        .update(b"waveguard e2e artifact")
+        .finalize_xof()
+        .fill(&mut artifact);
     std::fs::write(dir.join("app.bin"), &artifact).unwrap();
     // The rollout starts in an hour: agents prefetch, nobody installs during the test.
     let start = at.plus_secs(3600).to_rfc3339();
@@ -57,7 +60,7 @@ fn publish_with(dir: &Path, size: usize, chunk_avg: &str) -> (ReleaseId, Vec<u8>
         "--start",
         &start,
         "--chunk-avg",
-        "256KiB",
+        chunk_avg,
     ]) else {
         panic!("publish returned something else");
     };
