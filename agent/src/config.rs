@@ -208,6 +208,12 @@ impl Config {
                 "network.listen must name at least one address".into(),
             ));
         }
+        // Refuse rather than silently ignore: the limiter is not built yet.
+        if config.network.upload_bytes_per_sec != 0 || config.network.download_bytes_per_sec != 0 {
+            return Err(invalid(
+                "network.upload_bytes_per_sec and download_bytes_per_sec are not supported yet; leave them at 0".into(),
+            ));
+        }
         if config.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir must not be empty".into()));
         }
@@ -248,6 +254,8 @@ mod tests {
         assert!(e.to_string().contains("mdsn"), "{e}");
         let e = Config::parse("[network]\nmax_connections = 0\n", Path::new("a.toml")).unwrap_err();
         assert!(e.to_string().contains("max_connections"), "{e}");
+        let e = Config::parse("[network]\nupload_bytes_per_sec = 1000\n", Path::new("a.toml")).unwrap_err();
+        assert!(e.to_string().contains("not supported yet"), "{e}");
         let e = Config::parse("role = \"king\"\n", Path::new("a.toml")).unwrap_err();
         assert!(
             e.to_string().contains("king") || e.to_string().contains("role"),
