@@ -254,7 +254,11 @@ mod tests {
         assert!(e.to_string().contains("mdsn"), "{e}");
         let e = Config::parse("[network]\nmax_connections = 0\n", Path::new("a.toml")).unwrap_err();
         assert!(e.to_string().contains("max_connections"), "{e}");
-        let e = Config::parse("[network]\nupload_bytes_per_sec = 1000\n", Path::new("a.toml")).unwrap_err();
+        let e = Config::parse(
+            "[network]\nupload_bytes_per_sec = 1000\n",
+            Path::new("a.toml"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("not supported yet"), "{e}");
         let e = Config::parse("role = \"king\"\n", Path::new("a.toml")).unwrap_err();
         assert!(

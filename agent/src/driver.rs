@@ -9,9 +9,10 @@
 //! so the engine sees one ordered stream of events.
 
 use crate::install::{InstallRequest, Installer};
-use crate::net::{NetEvent, Network};
+use crate::metrics::{ClassTraffic, PeerClass, MAX_LAN_PEERS};
+use crate::net::{Discovery, NetEvent, Network, Traffic};
 use crate::store::Store;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -39,7 +40,19 @@ pub struct Counters {
     pub peers_banned: u64,
     /// Chunks whose store write failed.
     pub store_failures: u64,
+    /// Chunks from peers that failed their blake3 check (each also bans its sender).
+    pub chunks_rejected: u64,
+    /// Inputs the engine refused (malformed or unwanted messages, local failures).
+    pub inputs_refused: u64,
+    /// Payload bytes exchanged with peers by class (see [`crate::net::Traffic`]),
+    /// sampled at most once per [`TRAFFIC_SAMPLE`]; bytes of a peer that
+    /// disconnects between two samples are not counted.
+    pub traffic: ClassTraffic,
 }
+
+/// How often the loop copies per-peer traffic into [`Counters`]: often enough
+/// for a scrape, rarely enough that walking every peer costs nothing.
+pub const TRAFFIC_SAMPLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the outside (HTTP API, tests) can see of a running agent.
 #[derive(Clone, Default)]
@@ -65,6 +78,11 @@ pub struct Driver {
     releases: HashMap<ReleaseId, (String, String)>,
     wake: Timestamp,
     shared: Shared,
+    /// Each connected peer's traffic at the last sample, to add only what is new.
+    traffic_seen: HashMap<waveguard_protocol::NodeId, Traffic>,
+    traffic_sampled: Option<std::time::Instant>,
+    /// Peers found by mDNS, counted as [`PeerClass::Lan`] (at most [`MAX_LAN_PEERS`]).
+    lan_peers: HashSet<waveguard_protocol::NodeId>,
 }
 
 impl Driver {
@@ -82,6 +100,9 @@ impl Driver {
             releases: HashMap::new(),
             wake: now(),
             shared: Shared::default(),
+            traffic_seen: HashMap::new(),
+            traffic_sampled: None,
+            lan_peers: HashSet::new(),
         }
     }
 
@@ -170,6 +191,15 @@ impl Driver {
                 debug!(request_id, ?reason, "request failed");
                 Some(Input::RequestFailed { request_id })
             }
+            NetEvent::Discovered {
+                peer,
+                via: Discovery::Mdns,
+            } => {
+                if self.lan_peers.len() < MAX_LAN_PEERS {
+                    self.lan_peers.insert(peer);
+                }
+                None
+            }
             NetEvent::Listening(addr) => {
                 info!(%addr, "listening");
                 if let Ok(mut l) = self.shared.listen.lock() {
@@ -197,6 +227,46 @@ impl Driver {
         if let Ok(mut s) = self.shared.status.lock() {
             *s = Some(self.node.status());
         }
+        self.sample_traffic();
+    }
+
+    /// Adds the bytes exchanged since the last sample to the counters.
+    fn sample_traffic(&mut self) {
+        let due = self
+            .traffic_sampled
+            .is_none_or(|t| t.elapsed() >= TRAFFIC_SAMPLE);
+        if !due {
+            return;
+        }
+        self.traffic_sampled = Some(std::time::Instant::now());
+        let mut added = ClassTraffic::default();
+        let mut seen = HashMap::new();
+        for peer in self.net.connected_peers() {
+            let Some(now) = self.net.traffic(&peer) else {
+                continue;
+            };
+            // A peer that reconnected starts again from zero.
+            let before = self
+                .traffic_seen
+                .get(&peer)
+                .filter(|b| b.sent <= now.sent && b.received <= now.received)
+                .copied()
+                .unwrap_or_default();
+            let class = match self.lan_peers.contains(&peer) {
+                true => PeerClass::Lan,
+                false => PeerClass::Wan,
+            };
+            added.add(
+                class,
+                Traffic {
+                    sent: now.sent - before.sent,
+                    received: now.received - before.received,
+                },
+            );
+            seen.insert(peer, now);
+        }
+        self.traffic_seen = seen;
+        self.count(|c| c.traffic.merge(&added));
     }
 
     /// Runs blocking work on the blocking pool; its answer comes back as an input.
@@ -353,12 +423,22 @@ impl Driver {
             }
             Output::Ban { peer, reason } => {
                 warn!(%peer, %reason, "banning peer");
-                self.count(|c| c.peers_banned += 1);
+                // The engine bans the sender of every chunk that fails its hash check.
+                let corrupt = reason.contains("corrupt chunk");
+                self.count(|c| {
+                    c.peers_banned += 1;
+                    c.chunks_rejected += u64::from(corrupt);
+                });
                 if let Err(e) = self.net.ban(peer) {
                     debug!(%e, "ban");
                 }
             }
-            Output::Event(event) => log_event(&event),
+            Output::Event(event) => {
+                if matches!(event, NodeEvent::Refused { .. }) {
+                    self.count(|c| c.inputs_refused += 1);
+                }
+                log_event(&event)
+            }
             Output::Timeout(t) => self.wake = t,
             other => debug!(?other, "unhandled output"),
         }

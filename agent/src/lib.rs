@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -14,6 +15,7 @@ pub mod driver;
 pub mod fsio;
 pub mod install;
 pub mod keyfile;
+pub mod metrics;
 pub mod net;
 pub mod repo;
 pub mod store;

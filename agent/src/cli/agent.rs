@@ -58,11 +58,28 @@ fn serve(config: Config, seed: Option<PathBuf>) -> anyhow::Result<StopReport> {
     runtime.block_on(async move {
         let driver = crate::daemon::start(&config, seed.as_deref())?;
         let node = driver.node_id().to_peer_id_string();
+        let state = crate::api::ApiState {
+            shared: driver.shared(),
+            node: driver.node_id(),
+        };
+        let listener = crate::api::bind(config.api.listen).await?;
+        tracing::info!(addr = %config.api.listen, "HTTP API listening");
+        // The API stops with the driver, so a stopped agent never answers with stale status.
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let api = tokio::spawn(crate::api::serve(listener, state, async {
+            let _ = api_stopped.await;
+        }));
         driver
             .run(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await;
+        let _ = stop_api.send(());
+        match api.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(%e, "HTTP API"),
+            Err(e) => tracing::warn!(%e, "HTTP API task"),
+        }
         Ok(StopReport { node })
     })
 }

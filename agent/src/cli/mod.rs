@@ -15,6 +15,7 @@ pub mod keys;
 pub mod publish;
 pub mod root_init;
 pub mod root_rotate;
+pub mod status;
 pub mod verify;
 pub mod wave;
 
@@ -55,6 +56,8 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Serve a release directory to the mesh (a vendor's or a site's seeder) until interrupted.
     Seed(agent::SeedArgs),
+    /// Print a running agent's status from its local HTTP API.
+    Status(status::StatusArgs),
 }
 
 /// `waveguard root ...`.
@@ -85,6 +88,8 @@ pub enum Outcome {
     Demo(Box<demo::DemoReport>),
     /// `agent` or `seed` stopped.
     Stopped(agent::StopReport),
+    /// `status`.
+    Status(Box<status::StatusReport>),
 }
 
 impl Outcome {
@@ -97,7 +102,8 @@ impl Outcome {
             | Outcome::Root(_)
             | Outcome::Publish(_)
             | Outcome::Demo(_)
-            | Outcome::Stopped(_) => &[],
+            | Outcome::Stopped(_)
+            | Outcome::Status(_) => &[],
         }
     }
 }
@@ -112,6 +118,7 @@ impl fmt::Display for Outcome {
             Outcome::Wave(r) => r.fmt(f),
             Outcome::Demo(r) => r.fmt(f),
             Outcome::Stopped(r) => r.fmt(f),
+            Outcome::Status(r) => r.fmt(f),
         }
     }
 }
@@ -148,6 +155,7 @@ pub fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::Demo(a) => demo::run(&a, now).map(|r| Outcome::Demo(Box::new(r))),
         Command::Agent(a) => agent::run(&a).map(Outcome::Stopped),
         Command::Seed(a) => agent::run_seed(&a).map(Outcome::Stopped),
+        Command::Status(a) => status::run(&a).map(|r| Outcome::Status(Box::new(r))),
     }
 }
 

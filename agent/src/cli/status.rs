@@ -1,0 +1,355 @@
+//! `waveguard status`: asks a running agent's HTTP API for `/status` and
+//! prints it readably.
+//!
+//! The request is a plain HTTP/1.1 GET over a blocking `std` TCP stream with
+//! timeouts and a size cap: the command needs nothing more, and so needs no
+//! async runtime or HTTP client crate.
+
+use crate::api::{ReleaseView, StatusView};
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use thiserror::Error;
+
+/// The agent's default API address (the `[api] listen` default).
+pub const DEFAULT_API: &str = "127.0.0.1:7070";
+
+/// Largest response read from the API. A status of the most releases an
+/// engine follows (64) with the most waves (16) is a few hundred KiB; this
+/// leaves room and still stops a runaway or hostile listener.
+pub const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How long to wait for the connection: the API is local, so a slow connect
+/// means nothing useful is listening.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long to wait for each read or write once connected.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Arguments of `waveguard status`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StatusArgs {
+    /// The agent's HTTP API address (its config's `[api] listen`).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_API)]
+    pub api: SocketAddr,
+}
+
+/// A GET to the agent's API failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum HttpGetError {
+    /// Nothing accepted the connection.
+    #[error("no agent is listening on {addr} ({source}); start one with `waveguard agent` or pass the right --api address")]
+    Connect {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection broke or timed out.
+    #[error("the agent at {addr} did not answer: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The response was larger than [`MAX_RESPONSE_BYTES`].
+    #[error("the answer from {addr} is larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The response was not HTTP/1.1 this client understands.
+    #[error("{addr} did not answer with a plain HTTP response: {detail}")]
+    Malformed {
+        /// The address.
+        addr: SocketAddr,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The response had a status other than 200.
+    #[error("{addr} answered {path} with HTTP status {code}")]
+    Status {
+        /// The address.
+        addr: SocketAddr,
+        /// The path requested.
+        path: String,
+        /// The HTTP status code.
+        code: u16,
+    },
+}
+
+/// `waveguard status` could not get a status.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StatusError {
+    /// The request failed.
+    #[error(transparent)]
+    Get(#[from] HttpGetError),
+    /// The answer was not a waveguard status document.
+    #[error("the answer from {addr} is not a waveguard status: {source}")]
+    Json {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// Sends `GET path` to `addr` and returns the body of a 200 response.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<Vec<u8>, HttpGetError> {
+    let io = |source| HttpGetError::Io { addr, source };
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        .map_err(|source| HttpGetError::Connect { addr, source })?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(io)?;
+    let mut raw = Vec::new();
+    (&mut stream)
+        .take(MAX_RESPONSE_BYTES + 1)
+        .read_to_end(&mut raw)
+        .map_err(io)?;
+    if raw.len() as u64 > MAX_RESPONSE_BYTES {
+        return Err(HttpGetError::TooLarge { addr });
+    }
+    parse_response(addr, path, raw)
+}
+
+/// Splits a `Connection: close` HTTP/1.1 response into status and body.
+fn parse_response(addr: SocketAddr, path: &str, raw: Vec<u8>) -> Result<Vec<u8>, HttpGetError> {
+    let malformed = |detail: &str| HttpGetError::Malformed {
+        addr,
+        detail: detail.to_string(),
+    };
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| malformed("the headers never end"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| malformed("headers are not text"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.split(' ');
+    if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
+        return Err(malformed("the status line is not HTTP/1.x"));
+    }
+    let code: u16 = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| malformed("the status line has no status code"))?;
+    let mut length = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("transfer-encoding") && !value.eq_ignore_ascii_case("identity")
+        {
+            return Err(malformed("chunked transfer encoding is not supported"));
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| malformed("the Content-Length is not a number"))?,
+            );
+        }
+    }
+    if code != 200 {
+        return Err(HttpGetError::Status {
+            addr,
+            path: path.to_string(),
+            code,
+        });
+    }
+    let mut body = raw;
+    body.drain(..end + 4);
+    if let Some(length) = length {
+        if body.len() < length {
+            return Err(malformed("the body is shorter than its Content-Length"));
+        }
+        body.truncate(length);
+    }
+    Ok(body)
+}
+
+/// Fetches and decodes `/status` from the agent at `addr`.
+pub fn fetch(addr: SocketAddr) -> Result<StatusView, StatusError> {
+    let body = http_get(addr, "/status")?;
+    serde_json::from_slice(&body).map_err(|source| StatusError::Json { addr, source })
+}
+
+/// What `waveguard status` prints.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    /// The agent's status.
+    pub status: StatusView,
+}
+
+/// Runs `waveguard status`.
+pub fn run(a: &StatusArgs) -> anyhow::Result<StatusReport> {
+    Ok(StatusReport {
+        status: fetch(a.api)?,
+    })
+}
+
+/// Bytes as a short human number (`512 B`, `1.5 KiB`, `3.0 MiB`).
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn percent(stored: u32, total: u32) -> u64 {
+    match total {
+        0 => 0,
+        t => u64::from(stored) * 100 / u64::from(t),
+    }
+}
+
+fn write_release(f: &mut fmt::Formatter<'_>, r: &ReleaseView) -> fmt::Result {
+    let short = r.id.get(..16).unwrap_or(&r.id);
+    writeln!(f, "release {} {} ({short}…)", r.product, r.version)?;
+    match r.since {
+        Some(t) => writeln!(f, "  state:    {} since {t}", r.state)?,
+        None => writeln!(f, "  state:    {}", r.state)?,
+    }
+    writeln!(f, "  wave:     {}", r.wave)?;
+    if r.chunks_total == 0 {
+        writeln!(
+            f,
+            "  progress: {} chunks (chunk list not known yet)",
+            r.chunks_stored
+        )?;
+    } else {
+        writeln!(
+            f,
+            "  progress: {}/{} chunks ({}%)",
+            r.chunks_stored,
+            r.chunks_total,
+            percent(r.chunks_stored, r.chunks_total)
+        )?;
+    }
+    if let Some(halt) = &r.halt {
+        writeln!(f, "  halted:   {halt}")?;
+    }
+    writeln!(
+        f,
+        "  {:<6} {:>9} {:>9} {:>7} {:>6} {:>6}  gate",
+        "wave", "reporting", "installed", "healthy", "failed", "silent"
+    )?;
+    for w in &r.waves {
+        let gate = serde_json::to_value(w.gate)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let mine = if w.wave == r.wave { " *" } else { "" };
+        writeln!(
+            f,
+            "  {:<6} {:>9} {:>9} {:>7} {:>6} {:>6}  {gate}{mine}",
+            w.wave, w.reporting, w.installed, w.healthy, w.failed, w.silent
+        )?;
+    }
+    Ok(())
+}
+
+/// The status as lines, each ending in a newline.
+struct Lines<'a>(&'a StatusView);
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `main` adds the final newline.
+        f.write_str(Lines(&self.status).to_string().trim_end())
+    }
+}
+
+impl fmt::Display for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        writeln!(f, "agent {}", s.node)?;
+        if !s.ready {
+            return writeln!(
+                f,
+                "  starting: the engine has not handled its first event yet"
+            );
+        }
+        writeln!(
+            f,
+            "  root v{}, {} peers connected, {} banned",
+            s.root_version, s.peers, s.banned
+        )?;
+        for addr in &s.listen {
+            writeln!(f, "  listening on {addr}")?;
+        }
+        let c = &s.counters;
+        writeln!(
+            f,
+            "  chunks: {} stored, {} rejected, {} store failures; {} peers banned, {} inputs refused",
+            c.chunks_stored, c.chunks_rejected, c.store_failures, c.peers_banned, c.inputs_refused
+        )?;
+        for t in &c.traffic {
+            writeln!(
+                f,
+                "  traffic {}: {} up, {} down",
+                t.class,
+                bytes(t.up),
+                bytes(t.down)
+            )?;
+        }
+        if s.releases.is_empty() {
+            return writeln!(f, "no releases yet");
+        }
+        for r in &s.releases {
+            write_release(f, r)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 1))
+    }
+
+    #[test]
+    fn bodies_are_cut_at_their_length() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}junk".to_vec();
+        assert_eq!(parse_response(addr(), "/status", raw).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn error_statuses_and_garbage_are_errors() {
+        let raw = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec();
+        let err = parse_response(addr(), "/status", raw).unwrap_err();
+        assert!(err.to_string().contains("status 404"), "{err}");
+        let err = parse_response(addr(), "/status", b"SSH-2.0-x\r\n".to_vec()).unwrap_err();
+        assert!(matches!(err, HttpGetError::Malformed { .. }), "{err}");
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+        let err = parse_response(addr(), "/status", raw.to_vec()).unwrap_err();
+        assert!(err.to_string().contains("chunked"), "{err}");
+    }
+
+    #[test]
+    fn byte_counts_read_naturally() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(percent(1, 3), 33);
+        assert_eq!(percent(5, 0), 0);
+    }
+}
