@@ -113,28 +113,9 @@ async fn four_agents_get_a_release_from_one_seeder() {
     let (release, artifact) = publish(tmp.path(), 6 << 20);
     let root = tmp.path().join("repo/metadata/1.root.json");
 
-    let seeder_cfg = config(
-        tmp.path().join("seeder"),
-        root.clone(),
-        Role::Seeder,
-        vec![],
-    );
-    let seeder = daemon::start(&seeder_cfg, Some(&tmp.path().join("repo"))).expect("seeder starts");
-    let seeder_id = seeder.node_id().to_peer_id_string();
-    let seeder_shared = seeder.shared();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopper = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.changed().await;
-    };
-    let mut tasks = vec![tokio::spawn(seeder.run(stopper(stop_rx.clone())))];
-    wait_for("the seeder to listen", Duration::from_secs(10), || {
-        !seeder_shared.listen.lock().unwrap().is_empty()
-    })
-    .await;
-    let addr = format!(
-        "{}/p2p/{seeder_id}",
-        seeder_shared.listen.lock().unwrap()[0]
-    );
+    let (seeder_task, _, addr) = start_seeder(tmp.path(), stop_rx.clone()).await;
+    let mut tasks = vec![seeder_task];
 
     let mut agents = Vec::new();
     for i in 0..4 {
@@ -146,7 +127,7 @@ async fn four_agents_get_a_release_from_one_seeder() {
         );
         let driver = daemon::start(&cfg, None).expect("agent starts");
         agents.push((cfg, driver.shared()));
-        tasks.push(tokio::spawn(driver.run(stopper(stop_rx.clone()))));
+        tasks.push(tokio::spawn(driver.run(stopped(stop_rx.clone()))));
     }
     for (i, (_, shared)) in agents.iter().enumerate() {
         wait_for(
@@ -161,27 +142,8 @@ async fn four_agents_get_a_release_from_one_seeder() {
     }
     // Each agent assembled and verified the artifact in its staging area: byte-identical.
     for (i, (cfg, shared)) in agents.iter().enumerate() {
-        wait_for(
-            &format!("agent {i} to stage the artifact"),
-            Duration::from_secs(30),
-            || {
-                shared.status.lock().unwrap().as_ref().is_some_and(|s| {
-                    s.releases
-                        .iter()
-                        .any(|r| r.id == release && r.state.name() == "staged")
-                })
-            },
-        )
-        .await;
-        let staged = cfg.data_dir.join("staging").join(release.to_hex());
-        let file = std::fs::read_dir(&staged)
-            .unwrap()
-            .next()
-            .expect("a staged file")
-            .unwrap()
-            .path();
         assert_eq!(
-            std::fs::read(&file).unwrap(),
+            staged_bytes(cfg, shared, &release).await,
             artifact,
             "agent {i} staged different bytes"
         );
@@ -190,6 +152,26 @@ async fn four_agents_get_a_release_from_one_seeder() {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
+}
+
+/// Waits until the agent has staged `release`, then reads the staged artifact.
+async fn staged_bytes(cfg: &Config, shared: &Shared, release: &ReleaseId) -> Vec<u8> {
+    wait_for("the artifact to be staged", Duration::from_secs(30), || {
+        shared.status.lock().unwrap().as_ref().is_some_and(|s| {
+            s.releases
+                .iter()
+                .any(|r| &r.id == release && r.state.name() == "staged")
+        })
+    })
+    .await;
+    let staged = cfg.data_dir.join("staging").join(release.to_hex());
+    let file = std::fs::read_dir(&staged)
+        .unwrap()
+        .next()
+        .expect("a staged file")
+        .unwrap()
+        .path();
+    std::fs::read(&file).unwrap()
 }
 
 /// Starts a seeder for `dir/repo`; returns its task, shared state and dialable address.
@@ -283,22 +265,7 @@ async fn an_agent_killed_mid_download_resumes_without_fetching_a_stored_chunk_ag
         "after the restart only the {} missing chunks are fetched",
         total - held_at_restart
     );
-    wait_for("the artifact to be staged", Duration::from_secs(30), || {
-        shared.status.lock().unwrap().as_ref().is_some_and(|s| {
-            s.releases
-                .iter()
-                .any(|r| r.id == release && r.state.name() == "staged")
-        })
-    })
-    .await;
-    let staged = cfg.data_dir.join("staging").join(release.to_hex());
-    let file = std::fs::read_dir(&staged)
-        .unwrap()
-        .next()
-        .expect("a staged file")
-        .unwrap()
-        .path();
-    assert_eq!(std::fs::read(&file).unwrap(), artifact);
+    assert_eq!(staged_bytes(&cfg, &shared, &release).await, artifact);
     let _ = stop_tx.send(true);
     for t in [task, seeder_task] {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
