@@ -423,19 +423,16 @@ impl Driver {
             }
             Output::Ban { peer, reason } => {
                 warn!(%peer, %reason, "banning peer");
-                // The engine bans the sender of every chunk that fails its hash check.
-                let corrupt = reason.contains("corrupt chunk");
-                self.count(|c| {
-                    c.peers_banned += 1;
-                    c.chunks_rejected += u64::from(corrupt);
-                });
+                self.count(|c| c.peers_banned += 1);
                 if let Err(e) = self.net.ban(peer) {
                     debug!(%e, "ban");
                 }
             }
             Output::Event(event) => {
-                if matches!(event, NodeEvent::Refused { .. }) {
-                    self.count(|c| c.inputs_refused += 1);
+                match event {
+                    NodeEvent::Refused { .. } => self.count(|c| c.inputs_refused += 1),
+                    NodeEvent::ChunkRejected { .. } => self.count(|c| c.chunks_rejected += 1),
+                    _ => {}
                 }
                 log_event(&event)
             }

@@ -359,6 +359,9 @@ fn a_peer_that_sends_one_corrupt_chunk_is_banned_at_once() {
         .filter(|o| matches!(o, Output::Ban { .. }))
         .collect();
     assert_eq!(bans.len(), 1, "{bans:?}");
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(NodeEvent::ChunkRejected { index: 2, .. }))));
     assert!(matches!(bans[0], Output::Ban { peer: p, .. } if *p == peer(2)));
     // Nothing corrupt was stored, and nothing more was asked of the banned peer.
     for o in &out {

@@ -449,6 +449,11 @@ impl Node {
             Err(e) => {
                 let dropped = d.on_chunk_corrupt(&from, index);
                 self.forget_requests(id, &dropped);
+                self.event(NodeEvent::ChunkRejected {
+                    peer: from,
+                    release: id,
+                    index,
+                });
                 self.ban(from, format!("sent a corrupt chunk {index} of {id}: {e}"));
             }
         }

@@ -263,6 +263,15 @@ pub enum NodeEvent {
         /// Why.
         reason: HaltReason,
     },
+    /// A chunk from a peer failed verification (its sender is banned as well).
+    ChunkRejected {
+        /// The sender.
+        peer: NodeId,
+        /// The release.
+        release: ReleaseId,
+        /// The chunk's index in the release's list.
+        index: u32,
+    },
     /// A signed resume directive lifted a halt on this node.
     Resumed {
         /// The release.
