@@ -13,6 +13,8 @@ use waveguard_protocol::wave::WavePin;
 
 /// Largest configuration file read, in bytes: a config is a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+/// Smallest non-zero bandwidth limit accepted, in bytes per second.
+pub const MIN_RATE_BYTES_PER_SEC: u64 = 1024;
 
 /// Endpoint or seeder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -208,11 +210,19 @@ impl Config {
                 "network.listen must name at least one address".into(),
             ));
         }
-        // Refuse rather than silently ignore: the limiter is not built yet.
-        if config.network.upload_bytes_per_sec != 0 || config.network.download_bytes_per_sec != 0 {
-            return Err(invalid(
-                "network.upload_bytes_per_sec and download_bytes_per_sec are not supported yet; leave them at 0".into(),
-            ));
+        // Below a kilobyte per second a single chunk would take hours: surely a unit mistake.
+        for (key, value) in [
+            ("upload_bytes_per_sec", config.network.upload_bytes_per_sec),
+            (
+                "download_bytes_per_sec",
+                config.network.download_bytes_per_sec,
+            ),
+        ] {
+            if value != 0 && value < MIN_RATE_BYTES_PER_SEC {
+                return Err(invalid(format!(
+                    "network.{key} is {value}; use 0 for no limit or at least {MIN_RATE_BYTES_PER_SEC} (bytes per second)"
+                )));
+            }
         }
         if config.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir must not be empty".into()));
@@ -259,7 +269,17 @@ mod tests {
             Path::new("a.toml"),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(
+            e.to_string().contains("upload_bytes_per_sec is 1000"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "[network]\nupload_bytes_per_sec = 1048576\ndownload_bytes_per_sec = 2048\n",
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.network.upload_bytes_per_sec, 1 << 20);
+        assert_eq!(c.network.download_bytes_per_sec, 2048);
         let e = Config::parse("role = \"king\"\n", Path::new("a.toml")).unwrap_err();
         assert!(
             e.to_string().contains("king") || e.to_string().contains("role"),

@@ -124,6 +124,10 @@ pub fn start(config: &Config, seed_dir: Option<&Path>) -> anyhow::Result<Driver>
         prefetch: config.rollout.prefetch,
         paused: config.rollout.paused,
         cert,
+        bandwidth: waveguard_protocol::fetch::Bandwidth {
+            upload: std::num::NonZeroU64::new(config.network.upload_bytes_per_sec),
+            download: std::num::NonZeroU64::new(config.network.download_bytes_per_sec),
+        },
     };
     let node = Node::new(key.clone(), trust, node_config, now());
 
@@ -142,12 +146,6 @@ pub fn start(config: &Config, seed_dir: Option<&Path>) -> anyhow::Result<Driver>
     for (release, data) in store.chunk_lists()? {
         driver.input(Input::ChunkList { release, data });
     }
-    for addr in &config.network.bootstrap {
-        let addr = addr
-            .parse()
-            .with_context(|| format!("bootstrap address {addr:?}"))?;
-        driver.network_mut().dial(addr)?;
-    }
     tracing::info!(node = %driver.node_id().to_peer_id_string(), imported = imported.len(), "agent started");
     Ok(driver)
 }
@@ -159,10 +157,23 @@ fn net_config(config: &Config) -> anyhow::Result<NetConfig> {
         .iter()
         .map(|a| a.parse().with_context(|| format!("listen address {a:?}")))
         .collect::<anyhow::Result<_>>()?;
+    // Bootstrap peers are dialed at start and, with a `/p2p/` suffix, seed Kademlia.
+    let bootstrap = config
+        .network
+        .bootstrap
+        .iter()
+        .map(|a| {
+            a.parse()
+                .with_context(|| format!("bootstrap address {a:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
     Ok(NetConfig {
         listen,
+        bootstrap,
         mdns: config.network.mdns,
         max_connections: config.network.max_connections,
+        upload_limit: std::num::NonZeroU64::new(config.network.upload_bytes_per_sec),
+        download_limit: std::num::NonZeroU64::new(config.network.download_bytes_per_sec),
         ..NetConfig::default()
     })
 }

@@ -172,6 +172,20 @@ pub const MAX_COPIES: u8 = 2;
 /// How long a request may take before it is given up and retried elsewhere,
 /// in milliseconds: an 8 MiB chunk at a slow 2 Mbit/s still arrives in time.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Most of a node's configured download rate, in milliseconds of transfer,
+/// that its requests in flight may add up to (per release download): half a
+/// [`REQUEST_TIMEOUT_MS`], so a rate-limited node receives every answer
+/// well before it gives up on it and never strikes an honest peer for its own
+/// limit.
+pub const DOWNLOAD_WINDOW_MS: u64 = REQUEST_TIMEOUT_MS / 2;
+/// Most of a node's configured upload rate, in milliseconds of transfer, that
+/// the chunks it has agreed to send may add up to; further chunk requests are
+/// answered `Busy`. A third of [`REQUEST_TIMEOUT_MS`], so a rate-limited
+/// server answers everything it accepts before the asker's deadline.
+pub const UPLOAD_BACKLOG_MS: u64 = REQUEST_TIMEOUT_MS / 3;
+/// How long a peer that answered `Busy` is not asked again, in milliseconds:
+/// about the time a rate-limited server needs to work off part of its backlog.
+pub const BUSY_BACKOFF_MS: u64 = 1_000;
 /// Unforgiven timeouts after which a peer is benched (each chunk it delivers
 /// forgives one). Two strikes already cut a peer to one slot; the third shows
 /// it is not merely slow.
@@ -209,6 +223,9 @@ pub const MAX_RELEASES: usize = 64;
 
 // Compile-time checks that the bounds fit together as their comments claim.
 const _: () = assert!(MAX_SIGNATURES <= MAX_KEYS_PER_ROOT);
+const _: () =
+    assert!(DOWNLOAD_WINDOW_MS < REQUEST_TIMEOUT_MS && UPLOAD_BACKLOG_MS < REQUEST_TIMEOUT_MS);
+const _: () = assert!(BUSY_BACKOFF_MS < BENCH_MS);
 const _: () = assert!(MIN_CHUNK_MIN <= DEFAULT_CHUNK_MIN && DEFAULT_CHUNK_MIN <= MAX_CHUNK_MIN);
 const _: () = assert!(DEFAULT_CHUNK_AVG <= MAX_CHUNK_AVG && MAX_CHUNK_AVG <= MAX_CHUNK_BYTES);
 const _: () = assert!(DEFAULT_CHUNK_MAX <= MAX_CHUNK_BYTES);

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use waveguard_protocol::chunk::{ChunkEntry, ChunkList};
 use waveguard_protocol::fetch::{Bitfield, Download, PeerBook, Standing, BENCH_MS};
 use waveguard_protocol::limits::{
-    MAX_REQUESTS_PER_PEER, MAX_REQUESTS_TOTAL, MAX_TRACKED_PEERS, REQUEST_TIMEOUT_MS,
+    BUSY_BACKOFF_MS, MAX_REQUESTS_PER_PEER, MAX_REQUESTS_TOTAL, MAX_TRACKED_PEERS,
+    REQUEST_TIMEOUT_MS,
 };
 use waveguard_protocol::{NodeId, Timestamp};
 
@@ -404,6 +405,67 @@ fn corrupt_chunk_drops_the_peer_and_its_requests() {
 }
 
 #[test]
+fn a_busy_peer_rests_then_comes_back_with_half_its_slots_and_no_strike() {
+    let (a, b) = (node(1), node(2));
+    let mut d = DownloadBuilder::new(16).full_peers([a]).build();
+    let first = d.next_requests(T0, &nobody);
+    assert_eq!(first.len(), MAX_REQUESTS_PER_PEER);
+    let (_, index) = first[0];
+    d.on_busy(&a, index, T0);
+    assert_eq!(
+        d.peer_standing(&a),
+        Some(Standing::Resting {
+            until: T0.plus_millis(BUSY_BACKOFF_MS)
+        })
+    );
+    // Still believed to have the chunk: another peer may be asked, `a` is not while resting.
+    assert!(d.peer_have(&a).is_some_and(|h| h.get(index)));
+    assert!(d.next_requests(T0, &nobody).is_empty());
+    assert_eq!(d.next_deadline(), Some(T0.plus_millis(BUSY_BACKOFF_MS)));
+    assert!(d.set_peer_have(b, Bitfield::full(16)));
+    let to_b = d.next_requests(T0, &nobody);
+    assert!(to_b.iter().all(|(p, _)| *p == b));
+    assert!(
+        to_b.contains(&(b, index)),
+        "the busy chunk goes elsewhere: {to_b:?}"
+    );
+    // After the rest: half the slots, nothing struck.
+    let later = T0.plus_millis(BUSY_BACKOFF_MS);
+    assert!(d.poll_timeouts(later).is_empty());
+    d.next_requests(later, &nobody);
+    assert_eq!(d.peer_standing(&a), Some(Standing::Slow { strikes: 1 }));
+    assert_eq!(d.peer_in_flight(&a), MAX_REQUESTS_PER_PEER - 1);
+}
+
+#[test]
+fn busy_for_a_request_never_made_changes_nothing() {
+    let a = node(1);
+    let mut d = DownloadBuilder::new(4).full_peers([a]).build();
+    d.on_busy(&a, 2, T0);
+    assert_eq!(d.peer_standing(&a), Some(Standing::Good));
+}
+
+#[test]
+fn the_byte_window_bounds_the_bytes_in_flight_but_allows_one_request() {
+    let peers: Vec<NodeId> = (1..=8).map(node).collect();
+    // 1 KiB chunks, a 3.5 KiB window: three requests.
+    let mut d = DownloadBuilder::new(64).full_peers(peers.clone()).build();
+    d.set_byte_window(3 * 1024 + 512);
+    assert_eq!(d.next_requests(T0, &nobody).len(), 3);
+    assert_eq!(d.in_flight_bytes(), 3 * 1024);
+    assert!(d.next_requests(T0, &nobody).is_empty());
+    // A window smaller than one chunk still lets one through.
+    let mut d = DownloadBuilder::new(64).full_peers(peers).build();
+    d.set_byte_window(10);
+    let one = d.next_requests(T0, &nobody);
+    assert_eq!(one.len(), 1);
+    // Its answer frees the window for the next.
+    d.on_chunk_verified(&one[0].0, one[0].1);
+    assert_eq!(d.in_flight_bytes(), 0);
+    assert_eq!(d.next_requests(T0, &nobody).len(), 1);
+}
+
+#[test]
 fn failed_request_marks_the_chunk_missing_at_that_peer() {
     let (a, b) = (node(1), node(2));
     let mut d = DownloadBuilder::new(1).peer(a, Bitfield::full(1)).build();
@@ -480,6 +542,8 @@ enum Behaviour {
     Refusing,
     /// Sends garbage.
     Corrupting,
+    /// Always answers Busy.
+    Busy,
 }
 
 #[derive(Clone, Debug)]
@@ -503,7 +567,7 @@ fn sim_peer(n: u32) -> impl Strategy<Value = (Vec<bool>, Vec<bool>, u8)> {
     (
         proptest::collection::vec(any::<bool>(), n as usize),
         proptest::collection::vec(any::<bool>(), n as usize),
-        0u8..3,
+        0u8..4,
     )
 }
 
@@ -555,6 +619,8 @@ impl Sim {
         let actual: BTreeSet<_> = self.d.outstanding().collect();
         prop_assert_eq!(&actual, &self.out);
         prop_assert_eq!(self.d.in_flight(), self.out.len());
+        // Every test chunk is 1 KiB.
+        prop_assert_eq!(self.d.in_flight_bytes(), 1024 * self.out.len() as u64);
         Ok(())
     }
 
@@ -583,6 +649,7 @@ impl Sim {
                 self.book.ban(id, "sent a corrupt chunk", self.now);
                 self.known.remove(&id);
             }
+            Behaviour::Busy => self.d.on_busy(&id, index, self.now),
             _ if p.truly.get(index) => {
                 for r in self.d.on_chunk_verified(&id, index) {
                     self.out.remove(&r);
@@ -636,7 +703,7 @@ proptest! {
                 id: node(k as u16),
                 claims: pick(&claims),
                 truly: pick(&truly),
-                behaviour: [Behaviour::Silent, Behaviour::Refusing, Behaviour::Corrupting][b as usize],
+                behaviour: [Behaviour::Silent, Behaviour::Refusing, Behaviour::Corrupting, Behaviour::Busy][b as usize],
             });
         }
         let mut sim = Sim {
@@ -693,7 +760,9 @@ proptest! {
                 let behaviour = sim.peer(&p).map(|s| s.behaviour);
                 match behaviour {
                     _ if p == sim.honest => sim.answer(p, i),
-                    Some(Behaviour::Refusing | Behaviour::Corrupting) => sim.answer(p, i),
+                    Some(Behaviour::Refusing | Behaviour::Corrupting | Behaviour::Busy) => {
+                        sim.answer(p, i)
+                    }
                     _ => {} // Silent peers let every request time out.
                 }
             }

@@ -2,8 +2,11 @@
 //! contract, gossip verdicts, and how it treats a peer that lies.
 
 use serde_bytes::ByteBuf;
+use std::num::NonZeroU64;
 use waveguard_protocol::chunk::ChunkList;
 use waveguard_protocol::chunker::chunk_bytes;
+use waveguard_protocol::fetch::{Bandwidth, Bitfield};
+use waveguard_protocol::limits::{DOWNLOAD_WINDOW_MS, UPLOAD_BACKLOG_MS};
 use waveguard_protocol::metadata::build::{
     new_root, release_target, sign_document, Expiries, Repository, RoleSigners, RoleSpec, RootSpec,
 };
@@ -420,4 +423,183 @@ fn a_chunk_lost_from_the_store_is_fetched_again_and_the_artifact_reassembled() {
     assert!(out
         .iter()
         .any(|o| matches!(o, Output::Event(NodeEvent::StoreCorrupt { .. }))));
+}
+
+/// A node holding every chunk of the fixture's release, limited by `bandwidth`.
+fn holder(f: &Fixture, bandwidth: Bandwidth) -> Node {
+    let trust = TrustedState::new(&f.root).unwrap();
+    let config = NodeConfig {
+        prefetch: true,
+        bandwidth,
+        ..NodeConfig::default()
+    };
+    let mut n = Node::new(SigningKey::from_seed([1; 32]), trust, config, T0);
+    n.handle_input(T0, Input::Metadata(f.bundles[1].clone()));
+    let list = ChunkList::decode(&f.list).unwrap();
+    n.handle_input(
+        T0,
+        Input::ChunksHeld(list.chunks.iter().map(|c| c.hash).collect()),
+    );
+    n.handle_input(
+        T0,
+        Input::ChunkList {
+            release: f.release,
+            data: f.list.clone(),
+        },
+    );
+    drain(&mut n, T0);
+    n
+}
+
+/// Asks `n` for chunk `index` as peer `from`; returns whether it was taken on
+/// (a store load) rather than answered `Busy`.
+fn ask_chunk(n: &mut Node, f: &Fixture, now: Timestamp, from: NodeId, id: u64, index: u32) -> bool {
+    n.handle_input(
+        now,
+        Input::Request {
+            from,
+            request_id: id,
+            data: Request::Chunk {
+                release: f.release,
+                index,
+            }
+            .encode(),
+        },
+    );
+    let out = drain(n, now);
+    let loads = out
+        .iter()
+        .filter(|o| matches!(o, Output::LoadChunk { .. }))
+        .count();
+    let busy = out
+        .iter()
+        .filter(|o| matches!(o, Output::Respond { data, .. } if Response::decode(data).unwrap() == Response::Busy))
+        .count();
+    assert_eq!(loads + busy, 1, "one answer per request: {out:?}");
+    loads == 1
+}
+
+#[test]
+fn an_upload_limit_answers_busy_once_its_backlog_is_full_and_recovers_with_time() {
+    let f = fixture();
+    let list = ChunkList::decode(&f.list).unwrap();
+    // 100 kB/s: a backlog of UPLOAD_BACKLOG_MS (10 s) holds 1 MB.
+    let rate = 100_000u64;
+    let limit = rate * UPLOAD_BACKLOG_MS / 1000;
+    let mut n = holder(
+        &f,
+        Bandwidth {
+            upload: NonZeroU64::new(rate),
+            download: None,
+        },
+    );
+    let mut accepted = 0u64;
+    let mut id = 0;
+    // Many peers, each within its per-peer bound, ask for chunks at one instant.
+    'ask: for p in 10..40u8 {
+        let from = peer(p);
+        n.handle_input(T0, Input::PeerConnected(from));
+        drain(&mut n, T0);
+        for k in 0..2u32 {
+            id += 1;
+            let index = (u32::from(p) * 2 + k) % list.chunks.len() as u32;
+            if ask_chunk(&mut n, &f, T0, from, id, index) {
+                accepted += u64::from(list.chunks[index as usize].length);
+            } else {
+                break 'ask;
+            }
+        }
+    }
+    assert!(accepted <= limit + 256 * 1024, "accepted {accepted} bytes");
+    assert!(
+        accepted + 256 * 1024 > limit,
+        "refused early at {accepted} bytes"
+    );
+    // Once the backlog has drained at the rate, chunks are taken on again.
+    let later = T0.plus_millis(UPLOAD_BACKLOG_MS);
+    let from = peer(99);
+    n.handle_input(later, Input::PeerConnected(from));
+    drain(&mut n, later);
+    assert!(ask_chunk(&mut n, &f, later, from, 9999, 0));
+}
+
+#[test]
+fn without_an_upload_limit_only_the_per_peer_bound_says_busy() {
+    let f = fixture();
+    let mut n = holder(&f, Bandwidth::default());
+    let mut id = 0;
+    for p in 10..60u8 {
+        let from = peer(p);
+        n.handle_input(T0, Input::PeerConnected(from));
+        drain(&mut n, T0);
+        id += 1;
+        assert!(ask_chunk(&mut n, &f, T0, from, id, 0));
+    }
+}
+
+#[test]
+fn a_download_limit_keeps_the_bytes_requested_within_its_window() {
+    let f = fixture();
+    let list = ChunkList::decode(&f.list).unwrap();
+    // 20 kB/s: a window of DOWNLOAD_WINDOW_MS (15 s) is 300 kB, a few 64 KiB chunks.
+    let rate = 20_000u64;
+    let window = rate * DOWNLOAD_WINDOW_MS / 1000;
+    let trust = TrustedState::new(&f.root).unwrap();
+    let config = NodeConfig {
+        prefetch: true,
+        bandwidth: Bandwidth {
+            upload: None,
+            download: NonZeroU64::new(rate),
+        },
+        ..NodeConfig::default()
+    };
+    let mut n = Node::new(SigningKey::from_seed([1; 32]), trust, config, T0);
+    n.handle_input(T0, Input::Metadata(f.bundles[1].clone()));
+    n.handle_input(
+        T0,
+        Input::ChunkList {
+            release: f.release,
+            data: f.list.clone(),
+        },
+    );
+    let full = Bitfield::full(list.chunks.len() as u32);
+    for p in 10..20u8 {
+        n.handle_input(T0, Input::PeerConnected(peer(p)));
+        n.handle_input(
+            T0,
+            Input::Request {
+                from: peer(p),
+                request_id: u64::from(p),
+                data: Request::Have {
+                    release: f.release,
+                    bitfield: ByteBuf::from(full.as_bytes().to_vec()),
+                }
+                .encode(),
+            },
+        );
+    }
+    let out = drain(&mut n, T0);
+    let requested: u64 = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendRequest { data, .. } => match Request::decode(data).unwrap() {
+                Request::Chunk { index, .. } => Some(u64::from(list.chunks[index as usize].length)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .sum();
+    assert!(requested > 0, "nothing requested: {out:?}");
+    let largest = list
+        .chunks
+        .iter()
+        .map(|c| u64::from(c.length))
+        .max()
+        .unwrap();
+    assert!(
+        requested <= window.max(largest),
+        "{requested} bytes in flight, window {window}"
+    );
+    // Without the limit, all ten peers would be asked for the whole release at once.
+    assert!(list.chunks.iter().map(|c| u64::from(c.length)).sum::<u64>() > window);
 }

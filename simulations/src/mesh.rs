@@ -180,6 +180,7 @@ impl Mesh {
                 prefetch: config.prefetch,
                 paused: false,
                 cert: certify(key.node_id()),
+                ..NodeConfig::default()
             };
             let engine = Node::new(key.clone(), trust, node_config.clone(), start);
             index.insert(engine.id(), i);

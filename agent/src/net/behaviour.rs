@@ -9,6 +9,7 @@ use super::bounds::{
 use super::codec::{FrameCodec, REQUEST_PROTOCOL};
 use super::config::NetConfig;
 use super::error::NetError;
+use super::throttle::Throttle;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
@@ -82,7 +83,8 @@ impl Behaviour {
             limits: connection_limits::Behaviour::new(limits),
             gossipsub: gossip(key, config)?,
             request_response: request_response::Behaviour::with_codec(
-                FrameCodec::default(),
+                FrameCodec::default()
+                    .with_throttle(Throttle::new(config.upload_limit, config.download_limit)),
                 [(REQUEST_PROTOCOL, request_response::ProtocolSupport::Full)],
                 rr_config,
             ),

@@ -4,8 +4,11 @@
 //!
 //! A frame whose declared length exceeds its limit is refused from the
 //! header alone, and the buffer grows only as bytes actually arrive, so a
-//! peer that announces 8 MiB and sends nothing costs us nothing.
+//! peer that announces 8 MiB and sends nothing costs us nothing. Responses
+//! pass through the node's [`Throttle`] in blocks: written ones at the upload
+//! rate, read ones at the download rate.
 
+use super::throttle::{RateLimit, Throttle, BLOCK_BYTES};
 use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
@@ -25,10 +28,11 @@ pub const INITIAL_FRAME_CAPACITY: usize = 64 * 1024;
 /// The default limits are the protocol's: requests up to
 /// [`MAX_REQUEST_BYTES`], responses up to [`MAX_FRAME_BYTES`]. Other limits
 /// exist for tests that play a misbehaving peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct FrameCodec {
     max_request: usize,
     max_response: usize,
+    throttle: Throttle,
 }
 
 impl Default for FrameCodec {
@@ -45,7 +49,13 @@ impl FrameCodec {
         Self {
             max_request,
             max_response,
+            throttle: Throttle::default(),
         }
+    }
+
+    /// The same codec, pacing responses through `throttle`.
+    pub fn with_throttle(self, throttle: Throttle) -> Self {
+        Self { throttle, ..self }
     }
 
     /// The largest request this codec reads or writes.
@@ -64,6 +74,19 @@ pub async fn read_frame<T>(io: &mut T, max: usize, kind: &str) -> io::Result<Vec
 where
     T: AsyncRead + Unpin + Send,
 {
+    read_paced_frame(io, max, kind, None).await
+}
+
+/// Reads one frame of at most `max` bytes, waiting for `pace` before each block.
+pub async fn read_paced_frame<T>(
+    io: &mut T,
+    max: usize,
+    kind: &str,
+    pace: Option<&RateLimit>,
+) -> io::Result<Vec<u8>>
+where
+    T: AsyncRead + Unpin + Send,
+{
     let mut header = [0u8; 4];
     io.read_exact(&mut header).await?;
     let declared = u32::from_be_bytes(header);
@@ -78,9 +101,24 @@ where
         ));
     }
     let mut data = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
-    // `take` stops at the declared length; `read_to_end` grows the buffer
-    // only as bytes arrive.
-    io.take(u64::from(declared)).read_to_end(&mut data).await?;
+    // `take` stops at the declared length (and at each block when paced);
+    // `read_to_end` grows the buffer only as bytes arrive.
+    match pace {
+        None => {
+            io.take(u64::from(declared)).read_to_end(&mut data).await?;
+        }
+        Some(limit) => {
+            while data.len() < len {
+                let block = (len - data.len()).min(BLOCK_BYTES);
+                limit.take(block).await;
+                let before = data.len();
+                (&mut *io).take(block as u64).read_to_end(&mut data).await?;
+                if data.len() - before < block {
+                    break; // the stream ended early; reported below
+                }
+            }
+        }
+    }
     if data.len() != len {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -98,6 +136,20 @@ pub async fn write_frame<T>(io: &mut T, data: &[u8], max: usize, kind: &str) -> 
 where
     T: AsyncWrite + Unpin + Send,
 {
+    write_paced_frame(io, data, max, kind, None).await
+}
+
+/// Writes one frame like [`write_frame`], waiting for `pace` before each block.
+pub async fn write_paced_frame<T>(
+    io: &mut T,
+    data: &[u8],
+    max: usize,
+    kind: &str,
+    pace: Option<&RateLimit>,
+) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+{
     let len = match u32::try_from(data.len()) {
         Ok(len) if data.len() <= max => len,
         _ => {
@@ -111,7 +163,15 @@ where
         }
     };
     io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(data).await?;
+    match pace {
+        None => io.write_all(data).await?,
+        Some(limit) => {
+            for block in data.chunks(BLOCK_BYTES) {
+                limit.take(block.len()).await;
+                io.write_all(block).await?;
+            }
+        }
+    }
     io.flush().await
 }
 
@@ -131,7 +191,13 @@ impl request_response::Codec for FrameCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_response, "response").await
+        read_paced_frame(
+            io,
+            self.max_response,
+            "response",
+            self.throttle.download.as_ref(),
+        )
+        .await
     }
 
     async fn write_request<T>(
@@ -155,7 +221,14 @@ impl request_response::Codec for FrameCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res, self.max_response, "response").await
+        write_paced_frame(
+            io,
+            &res,
+            self.max_response,
+            "response",
+            self.throttle.upload.as_ref(),
+        )
+        .await
     }
 }
 
@@ -246,6 +319,40 @@ mod tests {
         let over = frame(MAX_FRAME_BYTES as u32 + 1, &[]);
         let err = block_on(codec.read_response(&REQUEST_PROTOCOL, &mut Cursor::new(over)));
         assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn paced_frames_round_trip_block_by_block() {
+        let limit = RateLimit::new(std::num::NonZeroU64::new(1 << 30).unwrap());
+        // Not a multiple of the block size, so the last block is short.
+        let data: Vec<u8> = (0..(3 * BLOCK_BYTES + 777)).map(|i| i as u8).collect();
+        let mut out = Cursor::new(Vec::new());
+        block_on(write_paced_frame(
+            &mut out,
+            &data,
+            1 << 20,
+            "response",
+            Some(&limit),
+        ))
+        .unwrap();
+        let bytes = out.into_inner();
+        assert_eq!(bytes, frame(data.len() as u32, &data));
+        let got = block_on(read_paced_frame(
+            &mut Cursor::new(bytes.clone()),
+            1 << 20,
+            "response",
+            Some(&limit),
+        ));
+        assert_eq!(got.unwrap(), data);
+        // A paced read of a short body is still an unexpected end.
+        let short = bytes[..bytes.len() - 1].to_vec();
+        let err = block_on(read_paced_frame(
+            &mut Cursor::new(short),
+            1 << 20,
+            "response",
+            Some(&limit),
+        ));
+        assert_eq!(err.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     proptest! {

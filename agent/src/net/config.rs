@@ -11,6 +11,7 @@ use super::error::NetError;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use std::net::Ipv4Addr;
+use std::num::NonZeroU64;
 use std::time::Duration;
 use waveguard_protocol::limits::MAX_GOSSIP_BYTES;
 
@@ -37,6 +38,10 @@ pub struct NetConfig {
     pub max_gossip_bytes: usize,
     /// How long a connection no protocol uses stays open.
     pub idle_timeout: Duration,
+    /// Most bytes per second sent in responses (`None`: unlimited).
+    pub upload_limit: Option<NonZeroU64>,
+    /// Most bytes per second received in responses (`None`: unlimited).
+    pub download_limit: Option<NonZeroU64>,
 }
 
 impl Default for NetConfig {
@@ -73,6 +78,8 @@ impl NetConfig {
             target_peers: DEFAULT_TARGET_PEERS,
             max_gossip_bytes: MAX_GOSSIP_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            upload_limit: None,
+            download_limit: None,
         }
     }
 

@@ -17,6 +17,7 @@ mod error;
 mod event;
 mod handles;
 mod swarm;
+pub mod throttle;
 
 pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, TOPICS};
 pub use codec::{FrameCodec, REQUEST_PROTOCOL};
@@ -28,4 +29,5 @@ pub use event::{Discovery, NetEvent, Traffic};
 pub use libp2p::identity::Keypair;
 pub use libp2p::Multiaddr;
 pub use swarm::{Network, Published};
+pub use throttle::{RateLimit, Throttle};
 pub use waveguard_protocol::node::Verdict;

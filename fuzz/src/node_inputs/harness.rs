@@ -102,6 +102,7 @@ impl Harness {
             } else {
                 world.node_certs[pin_index].clone()
             },
+            ..NodeConfig::default()
         };
         let trust = if setup.with_release {
             world.trust_a.clone()

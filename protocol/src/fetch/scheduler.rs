@@ -16,6 +16,12 @@
 //! strike. Strikes count requests, not polls, so a peer that lets a whole batch
 //! of requests expire is benched at once, however the driver schedules polls.
 //!
+//! A peer that answers `Busy` rests for [`BUSY_BACKOFF_MS`] and comes back
+//! with half its slots; being busy is an honest answer, not a strike. With a
+//! byte window ([`Download::set_byte_window`]), requests in flight never add
+//! up to more bytes than the window, so a node's own download limit cannot
+//! make its requests time out.
+//!
 //! Every method takes peer input at face value only where that is harmless:
 //! unknown peers, unknown indices, unsolicited and duplicate answers leave the
 //! bookkeeping consistent, and every collection is bounded by the limits.
@@ -24,7 +30,8 @@ use super::bitfield::Bitfield;
 use crate::chunk::ChunkList;
 use crate::id::NodeId;
 use crate::limits::{
-    MAX_REQUESTS_PER_PEER, MAX_REQUESTS_TOTAL, MAX_TRACKED_PEERS, REQUEST_TIMEOUT_MS,
+    BUSY_BACKOFF_MS, MAX_REQUESTS_PER_PEER, MAX_REQUESTS_TOTAL, MAX_TRACKED_PEERS,
+    REQUEST_TIMEOUT_MS,
 };
 use crate::time::Timestamp;
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +62,12 @@ pub enum Standing {
         /// When the peer may be asked again.
         until: Timestamp,
     },
+    /// Answered `Busy`: no requests until `until`, then half the slots
+    /// (`Slow` with one strike).
+    Resting {
+        /// When the peer may be asked again.
+        until: Timestamp,
+    },
 }
 
 impl Standing {
@@ -66,7 +79,7 @@ impl Standing {
                 .checked_shr(u32::from(strikes))
                 .unwrap_or(0)
                 .max(1),
-            Standing::Benched { .. } => 0,
+            Standing::Benched { .. } | Standing::Resting { .. } => 0,
         }
     }
 
@@ -75,7 +88,7 @@ impl Standing {
         match self {
             Standing::Good => 0,
             Standing::Slow { strikes } => strikes,
-            Standing::Benched { .. } => STRIKES_TO_BENCH,
+            Standing::Benched { .. } | Standing::Resting { .. } => STRIKES_TO_BENCH,
         }
     }
 
@@ -85,6 +98,7 @@ impl Standing {
             Standing::Good => 1,
             Standing::Slow { strikes } => strikes.saturating_add(1),
             Standing::Benched { .. } => STRIKES_TO_BENCH,
+            Standing::Resting { .. } => 1,
         };
         if strikes >= STRIKES_TO_BENCH {
             Standing::Benched {
@@ -103,6 +117,25 @@ impl Standing {
                 strikes: strikes - 1,
             },
             Standing::Benched { .. } => Standing::on_probation(),
+            Standing::Resting { .. } => Standing::Slow { strikes: 1 },
+        }
+    }
+
+    /// After this peer answered `Busy` at `now`. A benched peer stays benched.
+    fn rest(self, now: Timestamp) -> Standing {
+        match self {
+            Standing::Benched { .. } => self,
+            _ => Standing::Resting {
+                until: now.plus_millis(BUSY_BACKOFF_MS),
+            },
+        }
+    }
+
+    /// When a bench or rest ends, if this is one.
+    fn pause_ends(self) -> Option<Timestamp> {
+        match self {
+            Standing::Benched { until } | Standing::Resting { until } => Some(until),
+            _ => None,
         }
     }
 
@@ -156,6 +189,12 @@ pub struct Download {
     peers: BTreeMap<NodeId, Peer>,
     /// At most [`MAX_REQUESTS_TOTAL`], oldest first.
     requests: Vec<InFlight>,
+    /// Per chunk, its length in bytes.
+    lengths: Vec<u32>,
+    /// Bytes of the requests outstanding (duplicates counted each time).
+    in_flight_bytes: u64,
+    /// Most bytes the requests outstanding may add up to (see [`Download::set_byte_window`]).
+    byte_window: u64,
     /// Breaks ties; seeded by the caller.
     rng: ChaCha8Rng,
 }
@@ -266,8 +305,23 @@ impl Download {
             copies: vec![0; n as usize],
             peers: BTreeMap::new(),
             requests: Vec::new(),
+            lengths: list.chunks.iter().map(|c| c.length).collect(),
+            in_flight_bytes: 0,
+            byte_window: u64::MAX,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
+    }
+
+    /// Limits the requests in flight to `bytes` in total, except that one
+    /// request is always allowed (a chunk larger than the window still
+    /// arrives). Use [`crate::fetch::Bandwidth::download_window`].
+    pub fn set_byte_window(&mut self, bytes: u64) {
+        self.byte_window = bytes.max(1);
+    }
+
+    /// Bytes of the requests outstanding.
+    pub fn in_flight_bytes(&self) -> u64 {
+        self.in_flight_bytes
     }
 
     // ---- availability -------------------------------------------------------
@@ -321,7 +375,8 @@ impl Download {
         };
         count_bits(&mut self.avail, &p.have, false);
         let mut dropped = Vec::new();
-        let copies = &mut self.copies;
+        let (copies, lengths) = (&mut self.copies, &self.lengths);
+        let mut freed = 0u64;
         self.requests.retain(|r| {
             if r.peer != *peer {
                 return true;
@@ -329,9 +384,11 @@ impl Download {
             if let Some(c) = copies.get_mut(r.index as usize) {
                 *c = c.saturating_sub(1);
             }
+            freed += u64::from(lengths.get(r.index as usize).copied().unwrap_or(0));
             dropped.push((r.peer, r.index));
             false
         });
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(freed);
         dropped
     }
 
@@ -499,6 +556,9 @@ impl Download {
                 let j = i + below(&mut self.rng, end - i);
                 candidates.swap(i, j);
                 let index = candidates[i].1;
+                if !self.fits_window(index) {
+                    return;
+                }
                 let Some(peer) = self.pick_peer(index, &round.banned) else {
                     continue;
                 };
@@ -557,7 +617,20 @@ impl Download {
         best.map(|(_, id)| id)
     }
 
+    /// Whether a request for chunk `index` keeps the bytes in flight within the window.
+    fn fits_window(&self, index: u32) -> bool {
+        let length = u64::from(self.lengths.get(index as usize).copied().unwrap_or(0));
+        self.in_flight_bytes == 0 || self.in_flight_bytes.saturating_add(length) <= self.byte_window
+    }
+
+    fn chunk_length(&self, index: u32) -> u64 {
+        u64::from(self.lengths.get(index as usize).copied().unwrap_or(0))
+    }
+
     fn issue(&mut self, peer: NodeId, index: u32, deadline: Timestamp) {
+        self.in_flight_bytes = self
+            .in_flight_bytes
+            .saturating_add(self.chunk_length(index));
         if let Some(p) = self.peers.get_mut(&peer) {
             p.in_flight += 1;
         }
@@ -581,6 +654,9 @@ impl Download {
             return false;
         };
         self.requests.remove(pos);
+        self.in_flight_bytes = self
+            .in_flight_bytes
+            .saturating_sub(self.chunk_length(index));
         if let Some(c) = self.copies.get_mut(index as usize) {
             *c = c.saturating_sub(1);
         }
@@ -668,6 +744,17 @@ impl Download {
         self.mark_peer_lacks(peer, index);
     }
 
+    /// `peer` answered `Busy` to the request for chunk `index` at `now`: the
+    /// slot is freed, the chunk may be asked of others, and the peer rests for
+    /// [`BUSY_BACKOFF_MS`] (it still has the chunk). Not a strike.
+    pub fn on_busy(&mut self, peer: &NodeId, index: u32, now: Timestamp) {
+        if self.drop_request(peer, index) {
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.standing = p.standing.rest(now);
+            }
+        }
+    }
+
     // ---- time ---------------------------------------------------------------
 
     /// Expires the requests whose deadline is at or before `now` and returns
@@ -692,8 +779,14 @@ impl Download {
 
     fn lift_benches(&mut self, now: Timestamp) {
         for p in self.peers.values_mut() {
-            if matches!(p.standing, Standing::Benched { until } if until <= now) {
-                p.standing = Standing::on_probation();
+            match p.standing {
+                Standing::Benched { until } if until <= now => {
+                    p.standing = Standing::on_probation();
+                }
+                Standing::Resting { until } if until <= now => {
+                    p.standing = Standing::Slow { strikes: 1 };
+                }
+                _ => {}
             }
         }
     }
@@ -707,10 +800,7 @@ impl Download {
             return None;
         }
         let deadlines = self.requests.iter().map(|r| r.deadline);
-        let benches = self.peers.values().filter_map(|p| match p.standing {
-            Standing::Benched { until } => Some(until),
-            _ => None,
-        });
+        let benches = self.peers.values().filter_map(|p| p.standing.pause_ends());
         deadlines.chain(benches).min()
     }
 

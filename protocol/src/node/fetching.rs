@@ -228,6 +228,16 @@ impl Node {
             (Pending::Chunk { release, index }, Response::Chunk(bytes)) => {
                 self.on_chunk(from, release, index, bytes.into_vec());
             }
+            (Pending::Chunk { release, index }, Response::Busy) => {
+                let now = self.now;
+                if let Some(d) = self
+                    .releases
+                    .get_mut(&release)
+                    .and_then(|t| t.download.as_mut())
+                {
+                    d.on_busy(&from, index, now);
+                }
+            }
             (pending, _) => self.fail_pending(from, pending),
         }
     }
@@ -388,7 +398,8 @@ impl Node {
             }
         }
         let seed = self.random_u64();
-        let download = Download::new(&list, stored.clone(), seed);
+        let mut download = Download::new(&list, stored.clone(), seed);
+        download.set_byte_window(self.config.bandwidth.download_window());
         let Some(t) = self.releases.get_mut(&id) else {
             return;
         };

@@ -30,7 +30,7 @@ pub use io::{Input, NodeEvent, Output, Verdict};
 pub use status::{NodeStatus, ReleaseStatus};
 
 use crate::chunk::{ChunkHash, ChunkList};
-use crate::fetch::{Bitfield, Download, PeerBook};
+use crate::fetch::{Bandwidth, Bitfield, Download, PeerBook};
 use crate::health::directive::DirectiveLog;
 use crate::health::ledger::Ledger;
 use crate::health::FleetKeys;
@@ -70,6 +70,9 @@ pub struct NodeConfig {
     pub paused: bool,
     /// This node's fleet certificate (JSON envelope bytes), required in fleets with an operator key.
     pub cert: Option<Vec<u8>>,
+    /// The bandwidth limits the driver enforces; the engine keeps its requests
+    /// and promises within them (see [`crate::fetch::pacing`]).
+    pub bandwidth: Bandwidth,
 }
 
 /// How often a node re-announces its chunk availability when it changed, in milliseconds.
@@ -177,6 +180,7 @@ impl Node {
     pub fn new(key: SigningKey, trust: TrustedState, config: NodeConfig, now: Timestamp) -> Node {
         let fleet = lifecycle::fleet_keys(&trust);
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let serving = serving::Serving::new(config.bandwidth.upload);
         let mut node = Node {
             id: key.node_id(),
             key,
@@ -193,7 +197,7 @@ impl Node {
             next_request_id: 1,
             pending: BTreeMap::new(),
             next_token: 1,
-            serving: serving::Serving::default(),
+            serving,
             next_have_flush: now,
             early_directives: BTreeMap::new(),
         };

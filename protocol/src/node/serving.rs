@@ -1,9 +1,12 @@
 //! Answering peers: metadata, availability, chunk lists and chunks, with a
 //! per-peer bound on concurrent chunk loads and re-verification of every chunk
-//! read back from the store before it is sent.
+//! read back from the store before it is sent, and an upload backlog that
+//! answers `Busy` once the configured upload rate could not send what was
+//! promised before the askers' deadlines.
 
 use super::{Node, NodeEvent, Output};
 use crate::chunk::verify_chunk;
+use crate::fetch::UploadBacklog;
 use crate::id::{NodeId, ReleaseId};
 use crate::limits::MAX_SERVING_PER_PEER;
 use crate::wire::{Request, Response};
@@ -11,10 +14,10 @@ use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
 
 /// Chunk loads in progress, by token.
-#[derive(Default)]
 pub(super) struct Serving {
     loads: BTreeMap<u64, Load>,
     per_peer: BTreeMap<NodeId, usize>,
+    backlog: UploadBacklog,
 }
 
 struct Load {
@@ -25,6 +28,14 @@ struct Load {
 }
 
 impl Serving {
+    pub(super) fn new(upload: Option<std::num::NonZeroU64>) -> Serving {
+        Serving {
+            loads: BTreeMap::new(),
+            per_peer: BTreeMap::new(),
+            backlog: UploadBacklog::new(upload),
+        }
+    }
+
     pub(super) fn forget_peer(&mut self, peer: &NodeId) {
         self.per_peer.remove(peer);
     }
@@ -101,6 +112,14 @@ impl Node {
                 match entry {
                     None => Response::NotFound,
                     Some(_) if self.serving.busy(&from) => Response::Busy,
+                    Some(entry)
+                        if !self
+                            .serving
+                            .backlog
+                            .try_accept(self.now, u64::from(entry.length)) =>
+                    {
+                        Response::Busy
+                    }
                     Some(entry) => {
                         let token = self.next_token;
                         self.next_token += 1;
