@@ -54,6 +54,16 @@ pub struct Counters {
 /// for a scrape, rarely enough that walking every peer costs nothing.
 pub const TRAFFIC_SAMPLE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A deliberate misbehaviour, for tests and benchmarks that need a hostile
+/// peer running the real agent code. Reachable only through
+/// [`Driver::inject_fault`], never from the configuration or command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Flip one bit of every chunk this agent serves.
+    CorruptUploads,
+}
+
 /// What the outside (HTTP API, tests) can see of a running agent.
 #[derive(Clone, Default)]
 pub struct Shared {
@@ -83,6 +93,7 @@ pub struct Driver {
     traffic_sampled: Option<std::time::Instant>,
     /// Peers found by mDNS, counted as [`PeerClass::Lan`] (at most [`MAX_LAN_PEERS`]).
     lan_peers: HashSet<waveguard_protocol::NodeId>,
+    fault: Option<Fault>,
 }
 
 impl Driver {
@@ -103,7 +114,17 @@ impl Driver {
             traffic_seen: HashMap::new(),
             traffic_sampled: None,
             lan_peers: HashSet::new(),
+            fault: None,
         }
+    }
+
+    /// Makes this agent misbehave from now on (see [`Fault`]).
+    pub fn inject_fault(&mut self, fault: Fault) {
+        warn!(
+            ?fault,
+            "fault injected: this agent now misbehaves on purpose"
+        );
+        self.fault = Some(fault);
     }
 
     /// Handles for the HTTP API and tests.
@@ -136,6 +157,10 @@ impl Driver {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         self.drain();
+        // Traffic is sampled after events and, when nothing happens, on this clock,
+        // so counters settle soon after a transfer ends.
+        let mut sampler = tokio::time::interval(TRAFFIC_SAMPLE);
+        sampler.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wait = std::time::Duration::from_millis(
                 self.wake.as_millis().saturating_sub(now().as_millis()),
@@ -146,6 +171,10 @@ impl Driver {
                 Some(input) = self.local_rx.recv() => Some(input),
                 event = self.net.next_event() => self.net_input(event),
                 () = tokio::time::sleep(wait) => Some(Input::Tick),
+                _ = sampler.tick() => {
+                    self.sample_traffic();
+                    continue;
+                }
             };
             if let Some(input) = input {
                 self.node.handle_input(now(), input);
@@ -308,6 +337,10 @@ impl Driver {
             Output::Respond {
                 request_id, data, ..
             } => {
+                let data = match self.fault {
+                    Some(Fault::CorruptUploads) => corrupt_chunk_response(data),
+                    None => data,
+                };
                 if let Err(e) = self.net.respond(request_id, data) {
                     debug!(%e, "respond");
                 }
@@ -439,6 +472,18 @@ impl Driver {
             Output::Timeout(t) => self.wake = t,
             other => debug!(?other, "unhandled output"),
         }
+    }
+}
+
+/// A chunk response with one bit of the chunk flipped; other responses unchanged.
+fn corrupt_chunk_response(data: Vec<u8>) -> Vec<u8> {
+    match waveguard_protocol::wire::Response::decode(&data) {
+        Ok(waveguard_protocol::wire::Response::Chunk(mut bytes)) if !bytes.is_empty() => {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x10;
+            waveguard_protocol::wire::Response::Chunk(bytes).encode()
+        }
+        _ => data,
     }
 }
 

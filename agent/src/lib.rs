@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod net;
 pub mod repo;
 pub mod store;
+pub mod testbed;
 pub mod trusted;
 pub mod vendor;

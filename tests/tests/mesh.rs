@@ -1,218 +1,151 @@
-//! Real agents on 127.0.0.1: a seeder serves a published release and every
-//! agent ends up with the same verified bytes.
+//! Real agents on 127.0.0.1 (the agent's `testbed`): a seeder serves a
+//! published release and every agent ends up with the same verified bytes,
+//! whether a peer lies, an agent is killed mid-download, or links are
+//! rate-limited.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use waveguard_agent::cli::{run_at, Outcome};
-use waveguard_agent::config::{Config, Role};
-use waveguard_agent::daemon;
-use waveguard_agent::driver::{now, Shared};
-use waveguard_protocol::ReleaseId;
+use waveguard_agent::store::{CheckDepth, Store};
+use waveguard_agent::testbed::{chunks_stored, counters, AgentSpec, ReleaseSpec, Testbed};
 
-/// Publishes `size` pseudo-random bytes into `dir/repo`; returns the release ID and the artifact.
-fn publish(dir: &Path, size: usize) -> (ReleaseId, Vec<u8>) {
-    publish_with(dir, size, "256KiB")
-}
-
-fn publish_with(dir: &Path, size: usize, chunk_avg: &str) -> (ReleaseId, Vec<u8>) {
-    let at = now();
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    let cli = |args: &[&str]| {
-        let mut argv = vec!["waveguard"];
-        argv.extend_from_slice(args);
-        run_at(argv, at).unwrap_or_else(|e| panic!("waveguard {args:?}: {e:#}"))
-    };
-    cli(&["keygen", "--out", &p("vendor.key")]);
-    cli(&[
-        "root",
-        "init",
-        "--out",
-        &p("repo"),
-        "--root-key",
-        &p("vendor.key"),
-        "--targets-key",
-        &p("vendor.key"),
-        "--snapshot-key",
-        &p("vendor.key"),
-        "--timestamp-key",
-        &p("vendor.key"),
-    ]);
-    // Pseudo-random bytes with no repeated chunk, so chunk counts equal fetch counts.
-    let mut artifact = vec![0u8; size];
-    blake3::Hasher::new()
-        .update(b"waveguard e2e artifact")
-        .finalize_xof()
-        .fill(&mut artifact);
-    std::fs::write(dir.join("app.bin"), &artifact).unwrap();
-    // The rollout starts in an hour: agents prefetch, nobody installs during the test.
-    let start = at.plus_secs(3600).to_rfc3339();
-    let Outcome::Publish(r) = cli(&[
-        "publish",
-        &p("app.bin"),
-        "--repo",
-        &p("repo"),
-        "--product",
-        "acme",
-        "--version",
-        "1.0",
-        "--key",
-        &p("vendor.key"),
-        "--start",
-        &start,
-        "--chunk-avg",
-        chunk_avg,
-    ]) else {
-        panic!("publish returned something else");
-    };
-    (r.release, artifact)
-}
-
-fn config(data: PathBuf, root: PathBuf, role: Role, bootstrap: Vec<String>) -> Config {
-    let defaults = Config::default();
-    Config {
-        data_dir: data,
-        trusted_root: Some(root),
-        role,
-        network: waveguard_agent::config::Network {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            mdns: false,
-            bootstrap,
-            ..defaults.network.clone()
-        },
-        ..defaults
+fn release(size: u64, chunk_avg: &str) -> ReleaseSpec {
+    ReleaseSpec {
+        size,
+        chunk_avg: chunk_avg.into(),
+        ..ReleaseSpec::default()
     }
 }
 
-async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+fn seeder() -> AgentSpec {
+    AgentSpec {
+        seed: true,
+        ..AgentSpec::default()
     }
 }
 
-fn chunks_stored(shared: &Shared, release: &ReleaseId) -> (u32, u32) {
-    let status = shared.status.lock().unwrap();
-    status
-        .as_ref()
-        .and_then(|s| {
-            s.releases
-                .iter()
-                .find(|r| &r.id == release)
-                .map(|r| (r.chunks_stored, r.chunks_total))
-        })
-        .unwrap_or((0, 0))
+/// Every chunk in the store at `data_dir` (of a stopped agent) verifies against its hash.
+fn store_verifies(data_dir: &Path) {
+    let store = Store::open(data_dir).expect("store opens");
+    let report = store.check_chunks(CheckDepth::Full).expect("store check");
+    assert!(
+        report.dropped.is_empty(),
+        "{} holds damaged chunks: {report:?}",
+        data_dir.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_agents_get_a_release_from_one_seeder() {
+async fn twelve_agents_get_a_64_mib_release_from_one_seeder_that_uploads_it_a_few_times() {
     let tmp = tempfile::tempdir().unwrap();
-    let (release, artifact) = publish(tmp.path(), 6 << 20);
-    let root = tmp.path().join("repo/metadata/1.root.json");
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (seeder_task, _, addr) = start_seeder(tmp.path(), stop_rx.clone()).await;
-    let mut tasks = vec![seeder_task];
-
+    let (mut bed, published) = Testbed::publish(tmp.path(), &release(64 << 20, "1MiB")).unwrap();
+    let seed = bed.start(&seeder()).await.unwrap();
     let mut agents = Vec::new();
-    for i in 0..4 {
-        let cfg = config(
-            tmp.path().join(format!("agent{i}")),
-            root.clone(),
-            Role::Endpoint,
-            vec![addr.clone()],
-        );
-        let driver = daemon::start(&cfg, None).expect("agent starts");
-        agents.push((cfg, driver.shared()));
-        tasks.push(tokio::spawn(driver.run(stopped(stop_rx.clone()))));
+    for _ in 0..12 {
+        agents.push(bed.start(&AgentSpec::default()).await.unwrap());
     }
-    for (i, (_, shared)) in agents.iter().enumerate() {
-        wait_for(
-            &format!("agent {i} to hold every chunk"),
-            Duration::from_secs(60),
-            || {
-                let (have, total) = chunks_stored(shared, &release);
-                total > 0 && have == total
-            },
-        )
-        .await;
-    }
-    // Each agent assembled and verified the artifact in its staging area: byte-identical.
-    for (i, (cfg, shared)) in agents.iter().enumerate() {
+    bed.wait_staged(&agents, &published.release, Duration::from_secs(240))
+        .await
+        .unwrap();
+    for &i in &agents {
+        let bytes = bed.staged_bytes(i, &published.release).unwrap();
+        assert_eq!(bytes.len() as u64, published.size, "agent {i}");
         assert_eq!(
-            staged_bytes(cfg, shared, &release).await,
-            artifact,
+            *blake3::hash(&bytes).as_bytes(),
+            published.blake3,
             "agent {i} staged different bytes"
         );
     }
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
+    // Let the traffic counters take their last sample.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let up = counters(&bed.members[seed].shared).traffic;
+    let sent = up.lan.sent + up.wan.sent;
+    let multiple = sent as f64 / published.size as f64;
+    println!("seeder uploaded {sent} bytes = {multiple:.2} x the release to 12 agents");
+    assert!(
+        sent >= published.size,
+        "the seeder must send every chunk at least once"
+    );
+    assert!(
+        multiple < 6.0,
+        "the seeder uploaded {multiple:.2} times the release; the agents should share it"
+    );
+    bed.shutdown().await;
 }
 
-/// Waits until the agent has staged `release`, then reads the staged artifact.
-async fn staged_bytes(cfg: &Config, shared: &Shared, release: &ReleaseId) -> Vec<u8> {
-    wait_for("the artifact to be staged", Duration::from_secs(30), || {
-        shared.status.lock().unwrap().as_ref().is_some_and(|s| {
-            s.releases
-                .iter()
-                .any(|r| &r.id == release && r.state.name() == "staged")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_serving_corrupt_chunks_is_banned_by_each_peer_at_its_first_bad_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut bed, published) = Testbed::publish(tmp.path(), &release(8 << 20, "256KiB")).unwrap();
+    // The honest seeder is slow and the liar fast, so every agent asks the liar early.
+    let honest = bed
+        .start(&AgentSpec {
+            upload: 2 << 20,
+            ..seeder()
         })
-    })
-    .await;
-    let staged = cfg.data_dir.join("staging").join(release.to_hex());
-    let file = std::fs::read_dir(&staged)
-        .unwrap()
-        .next()
-        .expect("a staged file")
-        .unwrap()
-        .path();
-    std::fs::read(&file).unwrap()
-}
-
-/// Starts a seeder for `dir/repo`; returns its task, shared state and dialable address.
-async fn start_seeder(
-    dir: &Path,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> (tokio::task::JoinHandle<()>, Shared, String) {
-    let root = dir.join("repo/metadata/1.root.json");
-    let cfg = config(dir.join("seeder"), root, Role::Seeder, vec![]);
-    let seeder = daemon::start(&cfg, Some(&dir.join("repo"))).expect("seeder starts");
-    let id = seeder.node_id().to_peer_id_string();
-    let shared = seeder.shared();
-    let task = tokio::spawn(seeder.run(stopped(stop)));
-    wait_for("the seeder to listen", Duration::from_secs(10), || {
-        !shared.listen.lock().unwrap().is_empty()
-    })
-    .await;
-    let addr = format!("{}/p2p/{id}", shared.listen.lock().unwrap()[0]);
-    (task, shared, addr)
-}
-
-async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.changed().await;
+        .await
+        .unwrap();
+    let liar = bed
+        .start(&AgentSpec {
+            corrupt_uploads: true,
+            ..seeder()
+        })
+        .await
+        .unwrap();
+    let mut agents = Vec::new();
+    for _ in 0..5 {
+        let spec = AgentSpec {
+            bootstrap: vec![liar, honest],
+            ..AgentSpec::default()
+        };
+        agents.push(bed.start(&spec).await.unwrap());
+    }
+    bed.wait_staged(&agents, &published.release, Duration::from_secs(120))
+        .await
+        .unwrap();
+    for &i in &agents {
+        let c = counters(&bed.members[i].shared);
+        assert_eq!(
+            c.chunks_rejected, 1,
+            "agent {i} rejected {} chunks: the liar must be banned at its first",
+            c.chunks_rejected
+        );
+        assert!(c.peers_banned >= 1, "agent {i} banned nobody");
+        let bytes = bed.staged_bytes(i, &published.release).unwrap();
+        assert_eq!(
+            *blake3::hash(&bytes).as_bytes(),
+            published.blake3,
+            "agent {i}"
+        );
+    }
+    // Honest agents only ever banned the liar, never each other or the seeder.
+    let banned: u64 = agents
+        .iter()
+        .map(|&i| counters(&bed.members[i].shared).peers_banned)
+        .sum();
+    assert_eq!(banned, agents.len() as u64);
+    let (_, total) = chunks_stored(&bed.members[agents[0]].shared, &published.release);
+    assert!(total > 8);
+    let dirs: Vec<_> = agents
+        .iter()
+        .map(|&i| bed.members[i].config.data_dir.clone())
+        .collect();
+    bed.shutdown().await;
+    for dir in dirs {
+        store_verifies(&dir);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_mid_download_resumes_without_fetching_a_stored_chunk_again() {
     let tmp = tempfile::tempdir().unwrap();
     // Small chunks make the download long enough to interrupt.
-    let (release, artifact) = publish_with(tmp.path(), 24 << 20, "64KiB");
-    let root = tmp.path().join("repo/metadata/1.root.json");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (seeder_task, _, addr) = start_seeder(tmp.path(), stop_rx.clone()).await;
-
-    let cfg = config(tmp.path().join("agent"), root, Role::Endpoint, vec![addr]);
-    let driver = daemon::start(&cfg, None).expect("agent starts");
-    let shared = driver.shared();
-    let task = tokio::spawn(driver.run(stopped(stop_rx.clone())));
+    let (mut bed, published) = Testbed::publish(tmp.path(), &release(24 << 20, "64KiB")).unwrap();
+    bed.start(&seeder()).await.unwrap();
+    let agent = bed.start(&AgentSpec::default()).await.unwrap();
+    let shared = bed.members[agent].shared.clone();
     let started = Instant::now();
     loop {
-        let (have, total) = chunks_stored(&shared, &release);
+        let (have, total) = chunks_stored(&shared, &published.release);
         if total > 0 && have >= 3 {
             assert!(
                 have < total,
@@ -226,48 +159,112 @@ async fn an_agent_killed_mid_download_resumes_without_fetching_a_stored_chunk_ag
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    // Kill it: the task is dropped wherever it is, as with SIGKILL (no shutdown path runs).
-    task.abort();
-    let _ = task.await;
+    bed.kill(agent).await;
 
     // Restart on the same data directory; the store may stay locked for a moment by blocking work.
+    let config = bed.members[agent].config.clone();
     let opened = Instant::now();
     let driver = loop {
-        match daemon::start(&cfg, None) {
+        match waveguard_agent::daemon::start(&config, None) {
             Ok(d) => break d,
-            Err(e) if opened.elapsed() < Duration::from_secs(20) => {
-                let _ = e;
+            Err(_) if opened.elapsed() < Duration::from_secs(20) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("restart failed: {e:#}"),
         }
     };
     let shared = driver.shared();
-    let (held_at_restart, total) = chunks_stored(&shared, &release);
+    let (held_at_restart, total) = chunks_stored(&shared, &published.release);
     assert!(
         held_at_restart > 0,
         "the chunks stored before the kill survive it"
     );
-    let task = tokio::spawn(driver.run(stopped(stop_rx.clone())));
-    wait_for(
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(driver.run(async move {
+        let _ = stop_rx.changed().await;
+    }));
+    waveguard_agent::testbed::wait_for(
         "the restarted agent to finish",
         Duration::from_secs(60),
-        || {
-            let (have, total) = chunks_stored(&shared, &release);
-            total > 0 && have == total
-        },
+        || waveguard_agent::testbed::is_staged(&shared, &published.release),
     )
-    .await;
-    let fetched_after = shared.counters.lock().unwrap().chunks_stored;
+    .await
+    .unwrap();
+    let fetched_after = counters(&shared).chunks_stored;
     assert_eq!(
         fetched_after,
         u64::from(total - held_at_restart),
         "after the restart only the {} missing chunks are fetched",
         total - held_at_restart
     );
-    assert_eq!(staged_bytes(&cfg, &shared, &release).await, artifact);
     let _ = stop_tx.send(true);
-    for t in [task, seeder_task] {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    let staged = config
+        .data_dir
+        .join("staging")
+        .join(published.release.to_hex());
+    let file = std::fs::read_dir(&staged)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(file).unwrap();
+    assert_eq!(*blake3::hash(&bytes).as_bytes(), published.blake3);
+    bed.shutdown().await;
+}
+
+/// Publishes 3 MiB, starts a seeder with `seed_upload` and one agent with
+/// `download`; returns how long the agent took to stage the release and the
+/// release size, after checking nothing was banned or rejected.
+async fn limited_transfer(seed_upload: u64, download: u64) -> (Duration, u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let size: u64 = 3 << 20;
+    let (mut bed, published) = Testbed::publish(tmp.path(), &release(size, "256KiB")).unwrap();
+    bed.start(&AgentSpec {
+        upload: seed_upload,
+        ..seeder()
+    })
+    .await
+    .unwrap();
+    let agent = bed
+        .start(&AgentSpec {
+            download,
+            ..AgentSpec::default()
+        })
+        .await
+        .unwrap();
+    let took = bed
+        .wait_staged(&[agent], &published.release, Duration::from_secs(60))
+        .await
+        .unwrap()[0];
+    let c = counters(&bed.members[agent].shared);
+    assert_eq!(
+        c.peers_banned, 0,
+        "a rate limit made the agent ban its seeder"
+    );
+    assert_eq!(c.chunks_rejected, 0);
+    let bytes = bed.staged_bytes(agent, &published.release).unwrap();
+    assert_eq!(*blake3::hash(&bytes).as_bytes(), published.blake3);
+    bed.shutdown().await;
+    (took, size)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_slow_transfers_down_without_timeouts_or_bans() {
+    // 512 KiB/s: 3 MiB takes about six seconds instead of a fraction of one.
+    let rate: u64 = 512 << 10;
+    for (who, upload, download) in [
+        ("upload-limited seeder", rate, 0),
+        ("download-limited agent", 0, rate),
+    ] {
+        let (took, size) = limited_transfer(upload, download).await;
+        println!("{who}: {took:?} for {size} bytes at {rate} B/s");
+        // Allow for the buckets' initial bursts.
+        let floor = Duration::from_secs_f64(size as f64 * 0.8 / rate as f64);
+        assert!(
+            took >= floor,
+            "the {who} moved {size} bytes in {took:?}, faster than its limit"
+        );
     }
 }

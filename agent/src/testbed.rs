@@ -1,0 +1,358 @@
+//! A mesh of real agents on 127.0.0.1 inside this process: a throw-away
+//! vendor publishes a release, a seeder serves it, and any number of agents
+//! fetch it over libp2p exactly as deployed agents do (same daemon, driver,
+//! store and network code). Used by `waveguard bench` and the end-to-end
+//! tests, so that both measure and check the real thing.
+//!
+//! Everything lives in one temporary directory and must run inside a tokio
+//! runtime; agents stop when the [`Testbed`] is shut down or dropped.
+
+use crate::cli::{run_at, Outcome};
+use crate::config::{Config, Role};
+use crate::daemon;
+use crate::driver::{now, Counters, Shared};
+use anyhow::{bail, Context};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use waveguard_protocol::{NodeId, ReleaseId};
+
+/// The release a [`Testbed`] publishes.
+#[derive(Clone, Debug)]
+pub struct ReleaseSpec {
+    /// Artifact size in bytes.
+    pub size: u64,
+    /// Average chunk size, as `waveguard publish --chunk-avg` takes it ("1MiB").
+    pub chunk_avg: String,
+    /// Seconds from now until wave 0 opens. The default (an hour) keeps the
+    /// release prefetch-only for the testbed's lifetime: nobody installs.
+    pub start_in_secs: u64,
+}
+
+impl Default for ReleaseSpec {
+    fn default() -> Self {
+        ReleaseSpec {
+            size: 8 << 20,
+            chunk_avg: "1MiB".into(),
+            start_in_secs: 3600,
+        }
+    }
+}
+
+/// A published release.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// Its ID.
+    pub release: ReleaseId,
+    /// The artifact's blake3 hash.
+    pub blake3: [u8; 32],
+    /// The artifact's size in bytes.
+    pub size: u64,
+}
+
+/// How one agent of the testbed runs.
+#[derive(Clone, Debug, Default)]
+pub struct AgentSpec {
+    /// Serve the testbed's release directory (a seeder) rather than fetch.
+    pub seed: bool,
+    /// Upload limit in bytes per second (0: none).
+    pub upload: u64,
+    /// Download limit in bytes per second (0: none).
+    pub download: u64,
+    /// Fault injection: corrupt every chunk this agent serves.
+    pub corrupt_uploads: bool,
+    /// Dial these agents (indices into the testbed) at start; empty dials the first seeder.
+    pub bootstrap: Vec<usize>,
+}
+
+/// One running agent.
+pub struct Member {
+    /// Its configuration (data directory and so on).
+    pub config: Config,
+    /// Its status and counters.
+    pub shared: Shared,
+    /// Its node ID.
+    pub node: NodeId,
+    /// A dialable address with `/p2p/` suffix.
+    pub addr: String,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Agents on loopback sharing one vendor and one release directory.
+pub struct Testbed {
+    dir: PathBuf,
+    root: PathBuf,
+    stop: watch::Sender<bool>,
+    /// The agents, in start order.
+    pub members: Vec<Member>,
+}
+
+/// Polls `done` every 50 ms until it holds, failing after `limit`.
+pub async fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// `(chunks stored, chunks in the release)` as the agent's status says.
+pub fn chunks_stored(shared: &Shared, release: &ReleaseId) -> (u32, u32) {
+    let Ok(status) = shared.status.lock() else {
+        return (0, 0);
+    };
+    status
+        .as_ref()
+        .and_then(|s| s.releases.iter().find(|r| &r.id == release))
+        .map_or((0, 0), |r| (r.chunks_stored, r.chunks_total))
+}
+
+/// Whether the agent has assembled and verified `release` in its staging area.
+pub fn is_staged(shared: &Shared, release: &ReleaseId) -> bool {
+    shared.status.lock().is_ok_and(|s| {
+        s.as_ref().is_some_and(|s| {
+            s.releases
+                .iter()
+                .any(|r| &r.id == release && r.state.name() == "staged")
+        })
+    })
+}
+
+/// A copy of the agent's counters.
+pub fn counters(shared: &Shared) -> Counters {
+    shared
+        .counters
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default()
+}
+
+impl Testbed {
+    /// Creates a vendor (throw-away keys, one key for every role) in `dir`
+    /// and publishes one release of pseudo-random bytes with no repeated
+    /// chunk, so chunk counts equal fetch counts.
+    pub fn publish(dir: &Path, spec: &ReleaseSpec) -> anyhow::Result<(Testbed, Published)> {
+        let at = now();
+        let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+        let cli = |args: &[&str]| {
+            let mut argv = vec!["waveguard"];
+            argv.extend_from_slice(args);
+            run_at(argv, at).with_context(|| format!("waveguard {}", args.join(" ")))
+        };
+        cli(&["keygen", "--out", &p("vendor.key")])?;
+        let key = p("vendor.key");
+        cli(&[
+            "root",
+            "init",
+            "--out",
+            &p("repo"),
+            "--root-key",
+            &key,
+            "--targets-key",
+            &key,
+            "--snapshot-key",
+            &key,
+            "--timestamp-key",
+            &key,
+        ])?;
+        let blake3 = write_artifact(&dir.join("app.bin"), spec.size)?;
+        let start = at.plus_secs(spec.start_in_secs).to_rfc3339();
+        let Outcome::Publish(r) = cli(&[
+            "publish",
+            &p("app.bin"),
+            "--repo",
+            &p("repo"),
+            "--product",
+            "acme",
+            "--version",
+            "1.0",
+            "--key",
+            &key,
+            "--start",
+            &start,
+            "--chunk-avg",
+            &spec.chunk_avg,
+        ])?
+        else {
+            bail!("publish reported something else");
+        };
+        let (stop, _) = watch::channel(false);
+        let bed = Testbed {
+            dir: dir.to_path_buf(),
+            root: dir.join("repo/metadata/1.root.json"),
+            stop,
+            members: Vec::new(),
+        };
+        Ok((
+            bed,
+            Published {
+                release: r.release,
+                blake3,
+                size: spec.size,
+            },
+        ))
+    }
+
+    /// The release directory agents seed from.
+    pub fn repo(&self) -> PathBuf {
+        self.dir.join("repo")
+    }
+
+    /// Starts one more agent and waits until it listens; returns its index.
+    pub async fn start(&mut self, spec: &AgentSpec) -> anyhow::Result<usize> {
+        let index = self.members.len();
+        let bootstrap = if spec.bootstrap.is_empty() {
+            self.members
+                .iter()
+                .position(|m| m.config.role == Role::Seeder)
+                .map(|i| vec![i])
+                .unwrap_or_default()
+        } else {
+            spec.bootstrap.clone()
+        };
+        let mut addrs = Vec::new();
+        for i in bootstrap {
+            let Some(m) = self.members.get(i) else {
+                bail!("agent {index} would bootstrap from agent {i}, which does not exist");
+            };
+            addrs.push(m.addr.clone());
+        }
+        let defaults = Config::default();
+        let config = Config {
+            data_dir: self.dir.join(format!("agent{index}")),
+            trusted_root: Some(self.root.clone()),
+            role: if spec.seed {
+                Role::Seeder
+            } else {
+                Role::Endpoint
+            },
+            network: crate::config::Network {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+                mdns: false,
+                bootstrap: addrs,
+                upload_bytes_per_sec: spec.upload,
+                download_bytes_per_sec: spec.download,
+                ..defaults.network.clone()
+            },
+            ..defaults
+        };
+        let repo = self.repo();
+        let mut driver = daemon::start(&config, spec.seed.then_some(repo.as_path()))
+            .with_context(|| format!("agent {index}"))?;
+        if spec.corrupt_uploads {
+            driver.inject_fault(crate::driver::Fault::CorruptUploads);
+        }
+        let shared = driver.shared();
+        let node = driver.node_id();
+        let mut stop = self.stop.subscribe();
+        let task = tokio::spawn(driver.run(async move {
+            let _ = stop.changed().await;
+        }));
+        wait_for("the agent to listen", Duration::from_secs(10), || {
+            shared.listen.lock().is_ok_and(|l| !l.is_empty())
+        })
+        .await?;
+        let addr = match shared.listen.lock() {
+            Ok(l) => format!("{}/p2p/{}", l[0], node.to_peer_id_string()),
+            Err(_) => bail!("agent {index}: status lock poisoned"),
+        };
+        self.members.push(Member {
+            config,
+            shared,
+            node,
+            addr,
+            task: Some(task),
+        });
+        Ok(index)
+    }
+
+    /// Kills agent `index` as SIGKILL would: its task is dropped wherever it is.
+    pub async fn kill(&mut self, index: usize) {
+        if let Some(task) = self.members.get_mut(index).and_then(|m| m.task.take()) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until every agent in `which` has staged `release`; returns how
+    /// long each took from the call.
+    pub async fn wait_staged(
+        &self,
+        which: &[usize],
+        release: &ReleaseId,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let started = Instant::now();
+        let mut done: Vec<Option<Duration>> = vec![None; which.len()];
+        wait_for("every agent to stage the release", limit, || {
+            for (k, &i) in which.iter().enumerate() {
+                if done[k].is_none()
+                    && self
+                        .members
+                        .get(i)
+                        .is_some_and(|m| is_staged(&m.shared, release))
+                {
+                    done[k] = Some(started.elapsed());
+                }
+            }
+            done.iter().all(Option::is_some)
+        })
+        .await?;
+        Ok(done.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// The bytes of `release` staged by agent `index`.
+    pub fn staged_bytes(&self, index: usize, release: &ReleaseId) -> anyhow::Result<Vec<u8>> {
+        let Some(m) = self.members.get(index) else {
+            bail!("no agent {index}");
+        };
+        let dir = m.config.data_dir.join("staging").join(release.to_hex());
+        let file = std::fs::read_dir(&dir)
+            .with_context(|| format!("staging directory {}", dir.display()))?
+            .next()
+            .context("nothing staged")??
+            .path();
+        std::fs::read(&file).with_context(|| format!("staged artifact {}", file.display()))
+    }
+
+    /// Stops every agent and waits (briefly) for them to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for m in &mut self.members {
+            if let Some(t) = m.task.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+            }
+        }
+    }
+}
+
+/// Writes `size` pseudo-random bytes (blake3's output stream) to `path`; returns their hash.
+fn write_artifact(path: &Path, size: u64) -> anyhow::Result<[u8; 32]> {
+    let mut xof = blake3::Hasher::new()
+        .update(b"waveguard testbed artifact")
+        .finalize_xof();
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    let mut hash = blake3::Hasher::new();
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
+        xof.fill(&mut block[..n]);
+        hash.update(&block[..n]);
+        file.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    file.flush()?;
+    Ok(*hash.finalize().as_bytes())
+}
