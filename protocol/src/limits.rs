@@ -136,8 +136,9 @@ pub const MAX_LEDGER_NODES: usize = 1 << 20;
 /// Largest wire frame of any kind: one [`MAX_CHUNK_BYTES`] chunk plus 64 KiB,
 /// far more than the few bytes of framing a chunk response needs.
 pub const MAX_FRAME_BYTES: usize = MAX_CHUNK_BYTES as usize + 64 * 1024;
-/// Largest gossip message and metadata response (metadata bundles dominate);
-/// the agent sets gossipsub's max transmit size to this. Vendors keep targets
+/// Largest gossip message data and metadata response (metadata bundles
+/// dominate); the agent sets gossipsub's max transmit size to this plus room
+/// for gossipsub's own envelope. Vendors keep targets
 /// metadata under it by pruning old releases.
 pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
 /// Largest request frame. `Have` requests dominate: a [`MAX_BITFIELD_BYTES`]

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod args;
+pub mod bench;
 pub mod demo;
 pub mod keygen;
 pub mod keys;
@@ -58,6 +59,8 @@ pub enum Command {
     Seed(agent::SeedArgs),
     /// Print a running agent's status from its local HTTP API.
     Status(status::StatusArgs),
+    /// Measure real agents on loopback: pair goodput, swarm time against the P2P lower bound, idle cost.
+    Bench(bench::BenchArgs),
 }
 
 /// `waveguard root ...`.
@@ -90,6 +93,8 @@ pub enum Outcome {
     Stopped(agent::StopReport),
     /// `status`.
     Status(Box<status::StatusReport>),
+    /// `bench`.
+    Bench(bench::BenchReport),
 }
 
 impl Outcome {
@@ -103,7 +108,8 @@ impl Outcome {
             | Outcome::Publish(_)
             | Outcome::Demo(_)
             | Outcome::Stopped(_)
-            | Outcome::Status(_) => &[],
+            | Outcome::Status(_)
+            | Outcome::Bench(_) => &[],
         }
     }
 }
@@ -119,6 +125,7 @@ impl fmt::Display for Outcome {
             Outcome::Demo(r) => r.fmt(f),
             Outcome::Stopped(r) => r.fmt(f),
             Outcome::Status(r) => r.fmt(f),
+            Outcome::Bench(r) => r.fmt(f),
         }
     }
 }
@@ -156,6 +163,7 @@ pub fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::Agent(a) => agent::run(&a).map(Outcome::Stopped),
         Command::Seed(a) => agent::run_seed(&a).map(Outcome::Stopped),
         Command::Status(a) => status::run(&a).map(|r| Outcome::Status(Box::new(r))),
+        Command::Bench(a) => bench::run(&a).map(Outcome::Bench),
     }
 }
 

@@ -31,8 +31,9 @@ pub const IDENTIFY_PROTOCOL: &str = "/waveguard/1";
 
 /// Score penalty for one invalid (rejected) gossip message, squared per
 /// message as gossipsub's P4 does. One invalid message takes a peer past the
-/// graylist threshold (-80): honest relays validate before forwarding, so
-/// they never deliver one.
+/// graylist threshold (-80) however long it has been a good mesh member,
+/// because the positive terms are kept small (see [`score_params`]): honest
+/// relays validate before forwarding, so they never deliver one.
 const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
 
 /// How long a rejection weighs on a peer's score before decaying to zero.
@@ -133,8 +134,12 @@ fn gossip(key: &identity::Keypair, config: &NetConfig) -> Result<gossipsub::Beha
 fn score_params() -> gossipsub::PeerScoreParams {
     let topic = gossipsub::TopicScoreParams {
         topic_weight: 1.0,
-        // Time in mesh counts in seconds, up to an hour.
+        // Time in mesh counts in seconds, up to an hour, and first deliveries up to 2000,
+        // but both weigh little: a long-standing peer earns at most a few points, never
+        // enough to absorb the penalty of one invalid message.
         time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_weight: 0.001,
+        first_message_deliveries_weight: 0.001,
         // Waveguard topics carry a message every few minutes at most, so
         // "too few deliveries" penalties (P3, P3b) would punish honest peers.
         mesh_message_deliveries_weight: 0.0,
@@ -188,10 +193,25 @@ mod tests {
     }
 
     #[test]
-    fn one_rejected_message_graylists_the_sender() {
-        let t = &score_params().topics[&gossipsub::IdentTopic::new(TOPIC_HEALTH).hash()];
+    fn one_rejected_message_graylists_even_the_best_scored_sender() {
+        let params = score_params();
+        let t = &params.topics[&gossipsub::IdentTopic::new(TOPIC_HEALTH).hash()];
         let penalty = t.topic_weight * t.invalid_message_deliveries_weight;
-        assert!(penalty < gossipsub::PeerScoreThresholds::default().graylist_threshold);
+        // The most a peer can earn: full time in mesh and every first delivery, on every topic.
+        let best: f64 = params
+            .topics
+            .values()
+            .map(|t| {
+                t.topic_weight
+                    * (t.time_in_mesh_weight * t.time_in_mesh_cap
+                        + t.first_message_deliveries_weight * t.first_message_deliveries_cap)
+            })
+            .sum();
+        assert!(best > 0.0);
+        assert!(
+            best + penalty < gossipsub::PeerScoreThresholds::default().graylist_threshold,
+            "a peer with score {best} survives one invalid message"
+        );
     }
 
     #[test]
