@@ -181,9 +181,22 @@ pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const DOWNLOAD_WINDOW_MS: u64 = REQUEST_TIMEOUT_MS / 2;
 /// Most of a node's configured upload rate, in milliseconds of transfer, that
 /// the chunks it has agreed to send may add up to; further chunk requests are
-/// answered `Busy`. A third of [`REQUEST_TIMEOUT_MS`], so a rate-limited
-/// server answers everything it accepts before the asker's deadline.
-pub const UPLOAD_BACKLOG_MS: u64 = REQUEST_TIMEOUT_MS / 3;
+/// answered `Busy`. Far below [`REQUEST_TIMEOUT_MS`], so a rate-limited
+/// server answers everything it accepts before the asker's deadline, and
+/// short, so what it sends reaches the swarm (and is shared) quickly instead
+/// of queueing while others ask it for the same chunks: on loopback, 12
+/// agents fetching 64 MiB from a 2 MiB/s seeder took 3.4 times the P2P lower
+/// bound with a 10 s backlog and 2.1 times with 2 s.
+pub const UPLOAD_BACKLOG_MS: u64 = 2_000;
+/// How long an upload-limited node declines to send a chunk again to another
+/// peer after sending it once, in milliseconds, answering `Busy` instead: long
+/// enough for the first recipient to store and announce it (availability is
+/// announced within a second), so that others fetch it from there and the
+/// scarce upload goes to chunks nobody has yet.
+pub const RESEND_HOLD_MS: u64 = 5_000;
+/// Most chunks an upload-limited node remembers having sent (for
+/// [`RESEND_HOLD_MS`]); the oldest is forgotten first.
+pub const MAX_RECENT_SENDS: usize = 1024;
 /// How long a peer that answered `Busy` is not asked again, in milliseconds:
 /// about the time a rate-limited server needs to work off part of its backlog.
 pub const BUSY_BACKOFF_MS: u64 = 1_000;

@@ -7,9 +7,17 @@
 //! promising, more than those rates can carry in time. Otherwise a node with
 //! a slow limit would see its own requests time out and strike honest peers,
 //! and a slow server would be struck by every asker.
+//!
+//! An upload-limited server also avoids sending the same chunk twice in
+//! quick succession: the second asker is told `Busy` for [`RESEND_HOLD_MS`]
+//! and fetches the chunk from its first recipient instead, so the server's
+//! scarce upload goes to chunks the swarm does not have yet.
 
-use crate::limits::{DOWNLOAD_WINDOW_MS, UPLOAD_BACKLOG_MS};
+use crate::chunk::ChunkHash;
+use crate::id::NodeId;
+use crate::limits::{DOWNLOAD_WINDOW_MS, MAX_RECENT_SENDS, RESEND_HOLD_MS, UPLOAD_BACKLOG_MS};
 use crate::time::Timestamp;
+use std::collections::VecDeque;
 use std::num::NonZeroU64;
 
 /// A node's configured bandwidth limits, in bytes per second (`None`: unlimited).
@@ -41,6 +49,9 @@ pub struct UploadBacklog {
     /// Bytes promised and, by the rate, not yet sent at `at`.
     queued: u64,
     at: Timestamp,
+    /// Chunks accepted lately, oldest first: (chunk, to whom, when), at most
+    /// [`MAX_RECENT_SENDS`], none older than [`RESEND_HOLD_MS`] after pruning.
+    recent: VecDeque<(ChunkHash, NodeId, Timestamp)>,
 }
 
 impl UploadBacklog {
@@ -50,6 +61,7 @@ impl UploadBacklog {
             rate,
             queued: 0,
             at: Timestamp(0),
+            recent: VecDeque::new(),
         }
     }
 
@@ -65,19 +77,42 @@ impl UploadBacklog {
         self.queued
     }
 
-    /// Takes on a chunk of `length` bytes at `now` if the backlog allows it;
-    /// returns false (answer `Busy`) if not. An empty backlog always takes
-    /// one chunk, so even a chunk larger than the window is served.
-    pub fn try_accept(&mut self, now: Timestamp, length: u64) -> bool {
+    /// Takes on chunk `hash` of `length` bytes for `peer` at `now` if the
+    /// backlog allows it and the chunk was not sent to another peer within
+    /// [`RESEND_HOLD_MS`]; returns false (answer `Busy`) if not. An empty
+    /// backlog takes any chunk not held back, so even a chunk larger than the
+    /// window is served. Without a rate, everything is accepted.
+    pub fn try_accept(
+        &mut self,
+        now: Timestamp,
+        hash: &ChunkHash,
+        peer: &NodeId,
+        length: u64,
+    ) -> bool {
         let Some(rate) = self.rate else {
             return true;
         };
+        let hold_from = now.as_millis().saturating_sub(RESEND_HOLD_MS);
+        while self
+            .recent
+            .front()
+            .is_some_and(|(_, _, at)| at.as_millis() < hold_from)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.iter().any(|(h, to, _)| h == hash && to != peer) {
+            return false;
+        }
         let limit = rate.get().saturating_mul(UPLOAD_BACKLOG_MS) / 1000;
         let queued = self.queued(now);
         if queued > 0 && queued.saturating_add(length) > limit {
             return false;
         }
         self.queued = queued.saturating_add(length);
+        if self.recent.len() >= MAX_RECENT_SENDS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((*hash, *peer, now));
         true
     }
 }
@@ -85,6 +120,12 @@ impl UploadBacklog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const P: NodeId = NodeId([7; 32]);
+
+    fn chunk(n: u8) -> ChunkHash {
+        [n; 32]
+    }
 
     fn rate(bytes: u64) -> Option<NonZeroU64> {
         NonZeroU64::new(bytes)
@@ -94,37 +135,63 @@ mod tests {
     fn unlimited_never_refuses() {
         let mut b = UploadBacklog::new(None);
         for _ in 0..1000 {
-            assert!(b.try_accept(Timestamp(0), u64::MAX / 2));
+            assert!(b.try_accept(Timestamp(0), &[0; 32], &P, u64::MAX / 2));
         }
         assert_eq!(Bandwidth::default().download_window(), u64::MAX);
     }
 
     #[test]
     fn the_backlog_fills_to_its_window_and_drains_at_the_rate() {
-        // 1 MB/s: a 10 s backlog holds 10 MB.
-        let mut b = UploadBacklog::new(rate(1_000_000));
-        for _ in 0..10 {
-            assert!(b.try_accept(Timestamp(0), 1_000_000));
+        // 1 MB/s: the backlog holds UPLOAD_BACKLOG_MS worth, in 100 kB chunks.
+        let rate = 1_000_000;
+        let window = rate * UPLOAD_BACKLOG_MS / 1000;
+        let mut b = UploadBacklog::new(NonZeroU64::new(rate));
+        let mut n = 0u8;
+        let mut next = || {
+            n += 1;
+            chunk(n)
+        };
+        for _ in 0..window / 100_000 {
+            assert!(b.try_accept(Timestamp(0), &next(), &P, 100_000));
         }
-        assert!(!b.try_accept(Timestamp(0), 1));
-        // After one second, one megabyte has gone out.
-        assert_eq!(b.queued(Timestamp(1000)), 9_000_000);
-        assert!(b.try_accept(Timestamp(1000), 1_000_000));
-        assert!(!b.try_accept(Timestamp(1000), 1));
+        assert!(!b.try_accept(Timestamp(0), &next(), &P, 1));
+        // After 100 ms, 100 kB have gone out: room for one more.
+        assert_eq!(b.queued(Timestamp(100)), window - 100_000);
+        assert!(b.try_accept(Timestamp(100), &next(), &P, 100_000));
+        assert!(!b.try_accept(Timestamp(100), &next(), &P, 1));
         assert_eq!(b.queued(Timestamp(60_000)), 0);
+    }
+
+    #[test]
+    fn a_chunk_just_sent_is_held_back_from_other_peers_for_a_while() {
+        let q = NodeId([8; 32]);
+        let mut b = UploadBacklog::new(rate(1_000_000));
+        assert!(b.try_accept(Timestamp(0), &chunk(1), &P, 1000));
+        // The same peer may ask again (its answer may have been lost); another may not.
+        assert!(b.try_accept(Timestamp(10), &chunk(1), &P, 1000));
+        assert!(!b.try_accept(Timestamp(10), &chunk(1), &q, 1000));
+        assert!(b.try_accept(Timestamp(10), &chunk(2), &q, 1000));
+        // Once the hold is over, it is sent again.
+        // (counted from the last send, to P at 10 ms).
+        assert!(!b.try_accept(Timestamp(10 + RESEND_HOLD_MS - 1), &chunk(1), &q, 1000));
+        assert!(b.try_accept(Timestamp(11 + RESEND_HOLD_MS), &chunk(1), &q, 1000));
+        // Without a limit nothing is held back.
+        let mut free = UploadBacklog::new(None);
+        assert!(free.try_accept(Timestamp(0), &chunk(1), &P, 1000));
+        assert!(free.try_accept(Timestamp(0), &chunk(1), &q, 1000));
     }
 
     #[test]
     fn an_empty_backlog_takes_a_chunk_larger_than_its_window() {
         let mut b = UploadBacklog::new(rate(1));
-        assert!(b.try_accept(Timestamp(0), 8 << 20));
-        assert!(!b.try_accept(Timestamp(0), 1));
+        assert!(b.try_accept(Timestamp(0), &chunk(5), &P, 8 << 20));
+        assert!(!b.try_accept(Timestamp(0), &chunk(6), &P, 1));
     }
 
     #[test]
     fn time_going_backwards_sends_nothing() {
         let mut b = UploadBacklog::new(rate(1000));
-        assert!(b.try_accept(Timestamp(5000), 5000));
+        assert!(b.try_accept(Timestamp(5000), &chunk(7), &P, 5000));
         assert_eq!(b.queued(Timestamp(0)), 5000);
         assert_eq!(b.queued(Timestamp(6000)), 4000);
     }

@@ -113,10 +113,12 @@ impl Node {
                     None => Response::NotFound,
                     Some(_) if self.serving.busy(&from) => Response::Busy,
                     Some(entry)
-                        if !self
-                            .serving
-                            .backlog
-                            .try_accept(self.now, u64::from(entry.length)) =>
+                        if !self.serving.backlog.try_accept(
+                            self.now,
+                            &entry.hash,
+                            &from,
+                            u64::from(entry.length),
+                        ) =>
                     {
                         Response::Busy
                     }
