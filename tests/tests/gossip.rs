@@ -1,6 +1,6 @@
 //! A real agent as a gossip relay: between an injecting peer and an
-//! observer, it forwards genuine metadata and drops forged and rolled-back
-//! manifests instead of passing them on.
+//! observer, it forwards genuine metadata and drops forged, under-signed,
+//! expired and rolled-back manifests instead of passing them on.
 
 use serde_bytes::ByteBuf;
 use std::path::Path;
@@ -22,15 +22,35 @@ fn bundle(repo: &Path) -> MetadataBundle {
     }
 }
 
-/// Publishes two versions; returns the bundle after each.
-fn two_bundles(dir: &Path) -> (MetadataBundle, MetadataBundle) {
+/// The manifests a test injects: all but `newer` must be dropped by the relay.
+struct Manifests {
+    older: MetadataBundle,
+    newer: MetadataBundle,
+    /// A later version whose timestamp carries no signature.
+    under_signed: MetadataBundle,
+    /// A later version signed eight days ago, so its timestamp (7 days) has expired.
+    expired: MetadataBundle,
+}
+
+/// The bundle with every signature removed from its timestamp document.
+fn strip_timestamp_signatures(mut b: MetadataBundle) -> MetadataBundle {
+    let mut doc: serde_json::Value = serde_json::from_slice(&b.timestamp).unwrap();
+    doc["signatures"] = serde_json::Value::Array(Vec::new());
+    // serde_json's map is sorted and its output compact: canonical for these ASCII documents.
+    b.timestamp = ByteBuf::from(serde_json::to_vec(&doc).unwrap());
+    b
+}
+
+/// Publishes versions 1.0 and 1.1 now, 1.2 now and 1.3 as of eight days ago.
+fn manifests(dir: &Path) -> Manifests {
     let at = now();
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    let cli = |args: &[&str]| {
+    let cli_at = |args: &[&str], at| {
         let mut argv = vec!["waveguard"];
         argv.extend_from_slice(args);
         run_at(argv, at).unwrap_or_else(|e| panic!("waveguard {args:?}: {e:#}"));
     };
+    let cli = |args: &[&str]| cli_at(args, at);
     cli(&["keygen", "--out", &p("k")]);
     cli(&[
         "root",
@@ -81,7 +101,40 @@ fn two_bundles(dir: &Path) -> (MetadataBundle, MetadataBundle) {
         "--chunk-avg",
         "64KiB",
     ]);
-    (first, bundle(&dir.join("repo")))
+    let second = bundle(&dir.join("repo"));
+    let publish = |version: &str, at| {
+        cli_at(
+            &[
+                "publish",
+                &p("a.bin"),
+                "--repo",
+                &p("repo"),
+                "--product",
+                "acme",
+                "--version",
+                version,
+                "--key",
+                &p("k"),
+                "--start",
+                &start,
+                "--chunk-avg",
+                "64KiB",
+            ],
+            at,
+        )
+    };
+    publish("1.2", at);
+    let third = bundle(&dir.join("repo"));
+    publish(
+        "1.3",
+        waveguard_protocol::Timestamp(at.as_millis() - 8 * 86_400_000),
+    );
+    Manifests {
+        older: first,
+        newer: second,
+        under_signed: strip_timestamp_signatures(third),
+        expired: bundle(&dir.join("repo")),
+    }
 }
 
 /// Pumps both raw peers for `span`, returning the gossip payloads the observer received.
@@ -103,9 +156,25 @@ async fn pump(x: &mut Network, c: &mut Network, span: Duration) -> Vec<Vec<u8>> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_and_rolled_back_manifests_are_dropped_not_forwarded() {
+async fn forged_under_signed_expired_and_rolled_back_manifests_are_dropped_not_forwarded() {
     let tmp = tempfile::tempdir().unwrap();
-    let (older, newer) = two_bundles(tmp.path());
+    let m = manifests(tmp.path());
+    // Offline first: each bad manifest is refused for the reason it is meant to show.
+    let root = std::fs::read(tmp.path().join("repo/metadata/1.root.json")).unwrap();
+    let mut trust = waveguard_protocol::metadata::trust::TrustedState::new(&root).unwrap();
+    trust.apply_bundle(&m.newer, now()).unwrap();
+    let why = |b: &MetadataBundle| {
+        trust
+            .clone()
+            .apply_bundle(b, now())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = why(&m.under_signed);
+    assert!(e.contains("signature"), "{e}");
+    let e = why(&m.expired);
+    assert!(e.contains("expired"), "{e}");
+    let (older, newer) = (m.older, m.newer);
     let mut forged = newer.clone();
     let mut t = forged.targets.to_vec();
     let at = t.len() / 2;
@@ -168,7 +237,21 @@ async fn forged_and_rolled_back_manifests_are_dropped_not_forwarded() {
         .publish(TOPIC_METADATA, rolled_back.clone())
         .unwrap();
     injector.publish(TOPIC_METADATA, forged.clone()).unwrap();
+    let under_signed = Gossip::Metadata(m.under_signed).encode();
+    let expired = Gossip::Metadata(m.expired).encode();
+    injector
+        .publish(TOPIC_METADATA, under_signed.clone())
+        .unwrap();
+    injector.publish(TOPIC_METADATA, expired.clone()).unwrap();
     let seen = pump(&mut injector, &mut observer, Duration::from_secs(4)).await;
+    assert!(
+        !seen.contains(&under_signed),
+        "an under-signed manifest was forwarded"
+    );
+    assert!(
+        !seen.contains(&expired),
+        "an expired manifest was forwarded"
+    );
     assert!(
         !seen.contains(&rolled_back),
         "a rolled-back manifest was forwarded"
