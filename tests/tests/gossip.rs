@@ -68,40 +68,6 @@ fn manifests(dir: &Path) -> Manifests {
     ]);
     std::fs::write(dir.join("a.bin"), vec![7u8; 100_000]).unwrap();
     let start = at.plus_secs(3600).to_rfc3339();
-    cli(&[
-        "publish",
-        &p("a.bin"),
-        "--repo",
-        &p("repo"),
-        "--product",
-        "acme",
-        "--version",
-        "1.0",
-        "--key",
-        &p("k"),
-        "--start",
-        &start,
-        "--chunk-avg",
-        "64KiB",
-    ]);
-    let first = bundle(&dir.join("repo"));
-    cli(&[
-        "publish",
-        &p("a.bin"),
-        "--repo",
-        &p("repo"),
-        "--product",
-        "acme",
-        "--version",
-        "1.1",
-        "--key",
-        &p("k"),
-        "--start",
-        &start,
-        "--chunk-avg",
-        "64KiB",
-    ]);
-    let second = bundle(&dir.join("repo"));
     let publish = |version: &str, at| {
         cli_at(
             &[
@@ -123,6 +89,10 @@ fn manifests(dir: &Path) -> Manifests {
             at,
         )
     };
+    publish("1.0", at);
+    let first = bundle(&dir.join("repo"));
+    publish("1.1", at);
+    let second = bundle(&dir.join("repo"));
     publish("1.2", at);
     let third = bundle(&dir.join("repo"));
     publish(

@@ -199,17 +199,8 @@ async fn an_agent_killed_mid_download_resumes_without_fetching_a_stored_chunk_ag
     );
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-    let staged = config
-        .data_dir
-        .join("staging")
-        .join(published.release.to_hex());
-    let file = std::fs::read_dir(&staged)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let bytes = std::fs::read(file).unwrap();
+    // The restarted agent kept the testbed member's data directory.
+    let bytes = bed.staged_bytes(agent, &published.release).unwrap();
     assert_eq!(*blake3::hash(&bytes).as_bytes(), published.blake3);
     bed.shutdown().await;
 }

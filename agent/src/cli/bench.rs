@@ -17,7 +17,6 @@ use crate::cli::args;
 use crate::testbed::{counters, AgentSpec, ReleaseSpec, Testbed};
 use anyhow::{bail, Context};
 use std::fmt;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -294,8 +293,6 @@ async fn idle(duration: u64) -> anyhow::Result<Vec<BenchRow>> {
     bed.shutdown().await;
     // Linux reports CPU time in clock ticks of 10 ms (USER_HZ = 100).
     let cpu_s = (ticks_after - ticks_before) as f64 / 100.0;
-    let mut note = String::new();
-    let _ = write!(note, "{duration}s idle after fetching 4 MiB, 1 peer");
     Ok(vec![BenchRow {
         name: "idle agent".into(),
         values: vec![
@@ -308,7 +305,10 @@ async fn idle(duration: u64) -> anyhow::Result<Vec<BenchRow>> {
                 "cpu_percent".into(),
                 format!("{:.3}", 100.0 * cpu_s / duration.max(1) as f64),
             ),
-            ("what".into(), note),
+            (
+                "what".into(),
+                format!("{duration}s idle after fetching 4 MiB, 1 peer"),
+            ),
         ],
     }])
 }
