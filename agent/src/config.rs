@@ -15,6 +15,10 @@ use waveguard_protocol::wave::WavePin;
 pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 /// Smallest non-zero bandwidth limit accepted, in bytes per second.
 pub const MIN_RATE_BYTES_PER_SEC: u64 = 1024;
+/// How long an installer hook may run by default, in seconds.
+pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 300;
+/// Longest hook timeout accepted, in seconds: a day is already far past any bake.
+pub const MAX_HOOK_TIMEOUT_SECS: u64 = 86_400;
 
 /// Endpoint or seeder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -45,6 +49,8 @@ pub struct Config {
     pub rollout: Rollout,
     /// The local HTTP API.
     pub api: Api,
+    /// Commands run around installs.
+    pub hooks: HooksConfig,
 }
 
 /// `[network]`.
@@ -79,6 +85,22 @@ pub struct Rollout {
     pub cert: Option<PathBuf>,
 }
 
+/// `[hooks]`: commands the installer runs, each a program and its arguments
+/// (no shell: write `["sh", "-c", "..."]` for one). See [`crate::install`] for
+/// the environment they get.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Run after the artifact is in its version directory, before the switch; failure aborts the install.
+    pub install: Option<Vec<String>>,
+    /// Run after install and every heartbeat during the bake; exit status 0 is healthy. None: always healthy.
+    pub probe: Option<Vec<String>>,
+    /// Run after `current` is switched back to the previous version.
+    pub rollback: Option<Vec<String>>,
+    /// Longest any hook may run, in seconds; a hook past it is killed and counts as a failure.
+    pub timeout_secs: u64,
+}
+
 /// `[api]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -97,6 +119,30 @@ impl Default for Config {
             network: Network::default(),
             rollout: Rollout::default(),
             api: Api::default(),
+            hooks: HooksConfig::default(),
+        }
+    }
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            install: None,
+            probe: None,
+            rollback: None,
+            timeout_secs: DEFAULT_HOOK_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl HooksConfig {
+    /// The installer's hooks.
+    pub fn hooks(&self) -> crate::install::Hooks {
+        crate::install::Hooks {
+            install: self.install.clone(),
+            probe: self.probe.clone(),
+            rollback: self.rollback.clone(),
+            timeout: std::time::Duration::from_secs(self.timeout_secs),
         }
     }
 }
@@ -224,6 +270,26 @@ impl Config {
                 )));
             }
         }
+        for (key, cmd) in [
+            ("install", &config.hooks.install),
+            ("probe", &config.hooks.probe),
+            ("rollback", &config.hooks.rollback),
+        ] {
+            if cmd
+                .as_ref()
+                .is_some_and(|c| c.first().is_none_or(|p| p.is_empty()))
+            {
+                return Err(invalid(format!(
+                    "hooks.{key} must name a program, e.g. [\"/usr/local/bin/check\", \"--quick\"]"
+                )));
+            }
+        }
+        if !(1..=MAX_HOOK_TIMEOUT_SECS).contains(&config.hooks.timeout_secs) {
+            return Err(invalid(format!(
+                "hooks.timeout_secs is {}; it must be between 1 and {MAX_HOOK_TIMEOUT_SECS}",
+                config.hooks.timeout_secs
+            )));
+        }
         if config.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir must not be empty".into()));
         }
@@ -285,6 +351,19 @@ mod tests {
             e.to_string().contains("king") || e.to_string().contains("role"),
             "{e}"
         );
+        let e = Config::parse("[hooks]\nprobe = []\n", Path::new("a.toml")).unwrap_err();
+        assert!(e.to_string().contains("hooks.probe"), "{e}");
+        let e = Config::parse("[hooks]\ntimeout_secs = 0\n", Path::new("a.toml")).unwrap_err();
+        assert!(e.to_string().contains("hooks.timeout_secs is 0"), "{e}");
+        let c = Config::parse(
+            "[hooks]\nprobe = [\"sh\", \"-c\", \"exit 0\"]\ntimeout_secs = 5\n",
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        let hooks = c.hooks.hooks();
+        assert_eq!(hooks.probe.as_deref().map(<[String]>::len), Some(3));
+        assert_eq!(hooks.timeout, std::time::Duration::from_secs(5));
+        assert!(hooks.install.is_none());
         let e = Config::parse("[rollout]\npin = \"first\"\n", Path::new("a.toml")).unwrap_err();
         assert!(
             e.to_string().contains("pin") || e.to_string().contains("first"),

@@ -5,21 +5,17 @@
 
 use crate::config::{Config, Role};
 use crate::driver::{now, Driver};
-use crate::install::{Hooks, Installer};
+use crate::install::Installer;
 use crate::net::{NetConfig, Network};
 use crate::repo::Repo;
 use crate::store::Store;
 use anyhow::{bail, Context};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use waveguard_protocol::chunk::ChunkList;
 use waveguard_protocol::metadata::trust::TrustedState;
 use waveguard_protocol::node::{Input, Node, NodeConfig, NodeRole};
 use waveguard_protocol::SigningKey;
-
-/// How long an installer hook may run by default.
-pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Reads the node key, or creates one (mode 0600) on first start.
 pub fn node_key(config: &Config) -> anyhow::Result<SigningKey> {
@@ -134,13 +130,7 @@ pub fn start(config: &Config, seed_dir: Option<&Path>) -> anyhow::Result<Driver>
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.to_seed())
         .map_err(|e| anyhow::anyhow!("node key is not usable by libp2p: {e}"))?;
     let net = Network::new(keypair, net_config(config)?)?;
-    let installer = Installer::new(
-        config.data_dir.join("installs"),
-        Hooks {
-            timeout: DEFAULT_HOOK_TIMEOUT,
-            ..Hooks::default()
-        },
-    );
+    let installer = Installer::new(config.data_dir.join("installs"), config.hooks.hooks());
     let mut driver = Driver::new(node, net, store.clone(), installer);
     driver.input(Input::ChunksHeld(store.held()?));
     for (release, data) in store.chunk_lists()? {

@@ -8,7 +8,8 @@
 //! The switch is a rename of a fresh symlink over `current`, so a crash leaves
 //! either the old or the new version active, never a mix.
 //! Hooks get `WAVEGUARD_RELEASE`, `WAVEGUARD_PRODUCT`, `WAVEGUARD_VERSION`,
-//! `WAVEGUARD_ARTIFACT` and `WAVEGUARD_INSTALL_DIR` in their environment; a
+//! `WAVEGUARD_ARTIFACT`, `WAVEGUARD_INSTALL_DIR` and `WAVEGUARD_PREVIOUS_DIR`
+//! (the version directory active before this step, empty if none) in their environment; a
 //! hook that runs past its timeout is killed and counts as a failure.
 
 use std::path::{Path, PathBuf};
@@ -139,14 +140,20 @@ impl Installer {
                 .await
                 .map_err(io("copy to", &artifact))?;
         }
-        let env = self.env(req.release, req.product, req.version, &artifact, &dir);
+        let previous = self.current(req.product);
+        let env = self.env(
+            req.release,
+            req.product,
+            req.version,
+            (&artifact, &dir),
+            previous.as_deref(),
+        );
         if let Some(cmd) = &self.hooks.install {
             if let Err(e) = self.run_hook("install", cmd, &env).await {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 return Err(e);
             }
         }
-        let previous = self.current(req.product);
         if let Some(prev) = previous.filter(|p| p != &dir) {
             switch(&product_dir, "previous", &prev).await?;
         }
@@ -160,7 +167,8 @@ impl Installer {
             return true;
         };
         let dir = self.current(product).unwrap_or_default();
-        let env = self.env(release, product, version, &dir, &dir);
+        let previous = std::fs::read_link(self.product_dir(product).join("previous")).ok();
+        let env = self.env(release, product, version, (&dir, &dir), previous.as_deref());
         self.run_hook("probe", cmd, &env).await.is_ok()
     }
 
@@ -177,8 +185,9 @@ impl Installer {
             let _ = tokio::fs::remove_file(product_dir.join("current")).await;
             return Ok(());
         };
+        let from = self.current(product);
         switch(&product_dir, "current", &prev).await?;
-        let env = self.env(release, product, version, &prev, &prev);
+        let env = self.env(release, product, version, (&prev, &prev), from.as_deref());
         if let Some(cmd) = &self.hooks.rollback {
             self.run_hook("rollback", cmd, &env).await?;
         }
@@ -190,15 +199,19 @@ impl Installer {
         release: &ReleaseId,
         product: &str,
         version: &str,
-        artifact: &Path,
-        dir: &Path,
+        (artifact, dir): (&Path, &Path),
+        previous: Option<&Path>,
     ) -> Vec<(String, String)> {
+        let previous = previous
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         vec![
             ("WAVEGUARD_RELEASE".into(), release.to_hex()),
             ("WAVEGUARD_PRODUCT".into(), product.into()),
             ("WAVEGUARD_VERSION".into(), version.into()),
             ("WAVEGUARD_ARTIFACT".into(), artifact.display().to_string()),
             ("WAVEGUARD_INSTALL_DIR".into(), dir.display().to_string()),
+            ("WAVEGUARD_PREVIOUS_DIR".into(), previous),
         ]
     }
 
@@ -292,6 +305,61 @@ mod tests {
         assert_eq!(inst.current("acme/../x"), Some(d2));
         inst.rollback(&r2, "acme/../x", "2.0").await.unwrap();
         assert_eq!(inst.current("acme/../x"), Some(d1));
+    }
+
+    #[tokio::test]
+    async fn hooks_see_the_documented_environment_and_a_failing_install_hook_aborts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = tmp.path().join("app.bin");
+        std::fs::write(&staged, b"v1").unwrap();
+        let log = tmp.path().join("env.log");
+        let record = format!(
+            "echo \"$WAVEGUARD_PRODUCT $WAVEGUARD_VERSION $WAVEGUARD_RELEASE $WAVEGUARD_PREVIOUS_DIR\" >> {}; test -f \"$WAVEGUARD_ARTIFACT\"",
+            log.display()
+        );
+        let hooks = Hooks {
+            install: Some(vec!["sh".into(), "-c".into(), record]),
+            timeout: Duration::from_secs(5),
+            ..Hooks::default()
+        };
+        let inst = Installer::new(tmp.path().join("installs"), hooks);
+        let r1 = ReleaseId([1; 32]);
+        let req = |release, version| InstallRequest {
+            release,
+            product: "acme",
+            version,
+            staged: &staged,
+        };
+        let d1 = inst.install(req(&r1, "1.0")).await.unwrap();
+        let r2 = ReleaseId([2; 32]);
+        inst.install(req(&r2, "2.0")).await.unwrap();
+        let lines = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = lines.lines().collect();
+        assert_eq!(lines[0], format!("acme 1.0 {} ", r1.to_hex()));
+        assert_eq!(
+            lines[1],
+            format!("acme 2.0 {} {}", r2.to_hex(), d1.display())
+        );
+
+        let failing = Installer::new(
+            tmp.path().join("installs"),
+            Hooks {
+                install: Some(vec!["false".into()]),
+                timeout: Duration::from_secs(5),
+                ..Hooks::default()
+            },
+        );
+        let before = failing.current("acme");
+        let e = failing
+            .install(req(&ReleaseId([3; 32]), "3.0"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("install hook"), "{e}");
+        assert_eq!(
+            failing.current("acme"),
+            before,
+            "a failed install must not switch"
+        );
     }
 
     #[tokio::test]
