@@ -1,19 +1,26 @@
-//! The agent's local HTTP API: `GET /status` (JSON) and `GET /metrics`
-//! (Prometheus text), served by axum next to the driver loop.
+//! The agent's local HTTP API: `GET /status` (JSON), `GET /metrics`
+//! (Prometheus text) and `POST /directive` (a signed halt or resume), served
+//! by axum next to the driver loop.
 //!
-//! Handlers only read the driver's [`Shared`] snapshot, so the API never
-//! blocks or steers the engine. The JSON is this module's own [`StatusView`]
+//! The `GET` handlers only read the driver's [`Shared`] snapshot, so they
+//! never block or steer the engine. `POST /directive` hands the body to the
+//! driver loop through its command queue and waits for the verdict: the
+//! engine verifies the directive against the node's trust at that moment
+//! (signature, expiry, shape) and decides what it changes, so the API itself
+//! trusts nothing it is sent. The JSON is this module's own [`StatusView`]
 //! (serializable both ways, with hex IDs and state names), not the engine's
 //! types, so `waveguard status` can read it back and the protocol crate stays
 //! free to change its internals. The API has no authentication: it is meant
 //! for loopback, which is the default listen address.
 
-use crate::driver::{Counters, Shared};
+use crate::driver::{Counters, DirectiveReceipt, Shared, SubmitError};
 use crate::metrics::PeerClass;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -21,7 +28,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use thiserror::Error;
 use tokio::net::TcpListener;
+use waveguard_protocol::health::directive::{DirectiveAction, DirectiveState};
 use waveguard_protocol::health::gate::WaveHealth;
+use waveguard_protocol::limits::MAX_DIRECTIVE_BYTES;
 use waveguard_protocol::node::{NodeStatus, ReleaseStatus};
 use waveguard_protocol::rollout::{HaltReason, RolloutState};
 use waveguard_protocol::{NodeId, Timestamp};
@@ -275,6 +284,68 @@ impl StatusView {
     }
 }
 
+/// `POST /directive`'s answer when the directive verified (202 if it changed
+/// something, 200 if it did not).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectiveView {
+    /// `halt` or `resume`.
+    pub action: String,
+    /// The release ID (hex).
+    pub release: String,
+    /// The directive's sequence number.
+    pub seq: u64,
+    /// Until when the directive may be accepted (RFC 3339).
+    pub expires: String,
+    /// Its reason text.
+    pub reason: String,
+    /// Whether this node follows the release; if not, it keeps the directive
+    /// until it does, and passes it on.
+    pub followed: bool,
+    /// Whether it changed anything: false when its seq is not above the
+    /// latest accepted one (see `latest_seq`), and then it is not passed on.
+    pub changed: bool,
+    /// The seq of the release's latest accepted directive afterwards.
+    pub latest_seq: Option<u64>,
+    /// The release's state on this node afterwards (`halted`, `fetching`, …).
+    pub state: Option<String>,
+    /// Why the release is halted on this node afterwards, if it is.
+    pub halt: Option<HaltView>,
+}
+
+impl DirectiveView {
+    /// The view of the driver's receipt.
+    pub fn of(r: &DirectiveReceipt) -> Self {
+        let d = &r.directive;
+        let release = r.release.as_ref().map(ReleaseView::of);
+        DirectiveView {
+            action: match d.action {
+                DirectiveAction::Halt => "halt",
+                DirectiveAction::Resume => "resume",
+            }
+            .to_string(),
+            release: d.release.to_hex(),
+            seq: d.seq,
+            expires: d.expires.to_rfc3339(),
+            reason: d.reason.clone(),
+            followed: r.followed,
+            changed: r.changed,
+            latest_seq: match r.state {
+                Some(DirectiveState::Halted { seq } | DirectiveState::Resumed { seq }) => Some(seq),
+                _ => None,
+            },
+            state: release.as_ref().map(|v| v.state.clone()),
+            halt: release.and_then(|v| v.halt),
+        }
+    }
+}
+
+/// The body of every API error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorView {
+    /// What was wrong.
+    pub error: String,
+}
+
 impl ApiState {
     /// Copies the shared state out, holding each lock only while cloning.
     /// A poisoned lock (a panic elsewhere) reads as empty rather than failing.
@@ -319,11 +390,50 @@ async fn metrics_handler(State(state): State<ApiState>) -> impl IntoResponse {
     )
 }
 
+fn error_answer(code: StatusCode, error: String) -> Response {
+    (code, Json(ErrorView { error })).into_response()
+}
+
+/// `POST /directive`: 413 above [`MAX_DIRECTIVE_BYTES`], 400 with the reason
+/// when the directive does not verify, else 202 (it changed something) or
+/// 200 (a replay or an older seq: nothing changed) with a [`DirectiveView`].
+async fn directive_handler(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a directive is at most {MAX_DIRECTIVE_BYTES} bytes; this body is larger"),
+            )
+        }
+        Err(r) => return error_answer(r.status(), r.body_text()),
+    };
+    match state.shared.submit_directive(bytes.to_vec()).await {
+        Ok(receipt) => {
+            let code = match receipt.changed {
+                true => StatusCode::ACCEPTED,
+                false => StatusCode::OK,
+            };
+            (code, Json(DirectiveView::of(&receipt))).into_response()
+        }
+        Err(SubmitError::Refused(e)) => error_answer(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => error_answer(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/status", get(status_handler))
         .route("/metrics", get(metrics_handler))
+        .route(
+            "/directive",
+            // The limit makes axum stop reading at the bound instead of buffering any body.
+            post(directive_handler).layer(DefaultBodyLimit::max(MAX_DIRECTIVE_BYTES)),
+        )
         .with_state(state)
 }
 

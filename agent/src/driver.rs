@@ -7,6 +7,11 @@
 //! blocking pool and installer hooks run as child processes; their results
 //! come back to the loop through one channel and enter the engine as inputs,
 //! so the engine sees one ordered stream of events.
+//!
+//! The outside (the HTTP API, tests) reaches the loop through a small bounded
+//! [`Command`] queue whose sender sits in [`Shared`]; each command carries a
+//! oneshot channel for its answer, so the asker waits for the loop's verdict
+//! while the engine keeps its single ordered stream of inputs.
 
 use crate::install::{InstallRequest, Installer};
 use crate::metrics::{ClassTraffic, PeerClass, MAX_LAN_PEERS};
@@ -14,14 +19,24 @@ use crate::net::{Discovery, NetEvent, Network, Traffic};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
-use waveguard_protocol::node::{Input, Node, NodeEvent, NodeStatus, Output};
+use waveguard_protocol::health::directive::{Directive, DirectiveError, DirectiveState};
+use waveguard_protocol::node::{Input, Node, NodeEvent, NodeStatus, Output, ReleaseStatus};
 use waveguard_protocol::{ReleaseId, Timestamp};
 
 /// Most results of background work waiting for the loop; the loop drains
 /// them first, so this only bounds a burst.
 const LOCAL_QUEUE: usize = 4096;
+
+/// Most commands waiting for the loop. Commands are rare operator actions
+/// answered at once, so a full queue means the loop is stuck, and askers
+/// time out instead of queueing without bound.
+const COMMAND_QUEUE: usize = 16;
+
+/// How long [`Shared::submit_directive`] waits for the loop's answer.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The current wall-clock time as protocol time.
 pub fn now() -> Timestamp {
@@ -73,6 +88,80 @@ pub struct Shared {
     pub counters: Arc<Mutex<Counters>>,
     /// Addresses the network listens on (filled in as listeners come up).
     pub listen: Arc<Mutex<Vec<libp2p::Multiaddr>>>,
+    /// Commands to the driver loop; `None` when no driver owns this view
+    /// (a default `Shared`, as in tests of the API alone).
+    pub commands: Option<mpsc::Sender<Command>>,
+}
+
+/// A request to the driver loop from outside it, answered on its oneshot.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// Verify a signed halt or resume directive against the node's current
+    /// trust at the current time and, if it verifies, feed it to the engine,
+    /// which applies it and passes it on to the mesh.
+    Directive {
+        /// The directive's signed JSON bytes.
+        bytes: Vec<u8>,
+        /// Where the verdict goes.
+        reply: oneshot::Sender<Result<DirectiveReceipt, DirectiveError>>,
+    },
+}
+
+/// What the engine made of a local directive that verified.
+#[derive(Clone, Debug)]
+pub struct DirectiveReceipt {
+    /// The directive as verified.
+    pub directive: Directive,
+    /// Whether this node follows the release. A directive for a release it
+    /// does not follow yet is kept until it does, and passed on.
+    pub followed: bool,
+    /// Whether the directive changed anything: it became the release's latest
+    /// directive (or was kept for a release not followed yet). False when its
+    /// seq is not above the latest accepted one: then nothing changes and it
+    /// is not passed on.
+    pub changed: bool,
+    /// The release's directive state afterwards (`None` if not followed).
+    pub state: Option<DirectiveState>,
+    /// The release on this node afterwards (`None` if not followed).
+    pub release: Option<ReleaseStatus>,
+}
+
+/// A directive handed to a running agent was not applied.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// No driver loop is running behind this [`Shared`] (not started, or stopped).
+    #[error("the agent's engine is not running")]
+    NotRunning,
+    /// The loop did not answer in time.
+    #[error("the agent's engine did not answer within {0:?}; it may still apply the directive (see `waveguard status`)")]
+    Timeout(std::time::Duration),
+    /// The engine refused it: it does not verify against the node's trust now.
+    #[error("directive refused: {0}")]
+    Refused(#[source] DirectiveError),
+}
+
+impl Shared {
+    /// Hands a signed directive to the driver loop and waits for its verdict
+    /// (at most [`COMMAND_TIMEOUT`]).
+    pub async fn submit_directive(&self, bytes: Vec<u8>) -> Result<DirectiveReceipt, SubmitError> {
+        let commands = self.commands.as_ref().ok_or(SubmitError::NotRunning)?;
+        let (reply, answer) = oneshot::channel();
+        let asked = async {
+            commands
+                .send(Command::Directive { bytes, reply })
+                .await
+                .map_err(|_| SubmitError::NotRunning)?;
+            // A dropped reply sender means the loop stopped before answering.
+            answer.await.map_err(|_| SubmitError::NotRunning)
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, asked).await {
+            Ok(Ok(verdict)) => verdict.map_err(SubmitError::Refused),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SubmitError::Timeout(COMMAND_TIMEOUT)),
+        }
+    }
 }
 
 /// A running agent: engine, network, store and installer.
@@ -83,6 +172,7 @@ pub struct Driver {
     installer: Installer,
     local_tx: mpsc::Sender<Input>,
     local_rx: mpsc::Receiver<Input>,
+    commands: mpsc::Receiver<Command>,
     /// Target path of each assembled release, to find its staged artifact.
     targets: HashMap<ReleaseId, String>,
     releases: HashMap<ReleaseId, (String, String)>,
@@ -100,6 +190,11 @@ impl Driver {
     /// Wires an engine to its network, store and installer.
     pub fn new(node: Node, net: Network, store: Arc<Store>, installer: Installer) -> Driver {
         let (local_tx, local_rx) = mpsc::channel(LOCAL_QUEUE);
+        let (command_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let shared = Shared {
+            commands: Some(command_tx),
+            ..Shared::default()
+        };
         Driver {
             node,
             net,
@@ -107,10 +202,11 @@ impl Driver {
             installer,
             local_tx,
             local_rx,
+            commands,
             targets: HashMap::new(),
             releases: HashMap::new(),
             wake: now(),
-            shared: Shared::default(),
+            shared,
             traffic_seen: HashMap::new(),
             traffic_sampled: None,
             lan_peers: HashSet::new(),
@@ -169,6 +265,11 @@ impl Driver {
                 biased;
                 () = &mut shutdown => break,
                 Some(input) = self.local_rx.recv() => Some(input),
+                Some(command) = self.commands.recv() => {
+                    // Feeds the engine and drains itself.
+                    self.on_command(command);
+                    continue;
+                }
                 event = self.net.next_event() => self.net_input(event),
                 () = tokio::time::sleep(wait) => Some(Input::Tick),
                 _ = sampler.tick() => {
@@ -182,6 +283,39 @@ impl Driver {
             self.drain();
         }
         info!("agent stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Directive { bytes, reply } => {
+                let verdict = self.directive(bytes);
+                // The asker may have given up waiting; the directive stands either way.
+                let _ = reply.send(verdict);
+            }
+        }
+    }
+
+    /// Verifies a local directive now and, if it holds, feeds it to the
+    /// engine; the engine decides what it changes.
+    fn directive(&mut self, bytes: Vec<u8>) -> Result<DirectiveReceipt, DirectiveError> {
+        let at = now();
+        let directive = self.node.check_directive_at(&bytes, at)?;
+        let id = directive.release;
+        let before = self.node.directive_state(&id);
+        self.node.handle_input(at, Input::Directive(bytes));
+        self.drain();
+        let state = self.node.directive_state(&id);
+        let release = match state {
+            Some(_) => self.node.status().releases.into_iter().find(|r| r.id == id),
+            None => None,
+        };
+        Ok(DirectiveReceipt {
+            directive,
+            followed: state.is_some(),
+            changed: state.is_none() || state != before,
+            state,
+            release,
+        })
     }
 
     fn net_input(&mut self, event: NetEvent) -> Option<Input> {

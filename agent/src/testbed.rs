@@ -10,14 +10,17 @@
 use crate::cli::{run_at, Outcome};
 use crate::config::{Config, Role};
 use crate::daemon;
-use crate::driver::{now, Counters, Shared};
+use crate::driver::{now, Counters, DirectiveReceipt, Shared};
 use anyhow::{bail, Context};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use waveguard_protocol::{NodeId, ReleaseId};
+use waveguard_protocol::health::cert::issue_cert;
+use waveguard_protocol::release::Release;
+use waveguard_protocol::wave::{wave_of, WavePin};
+use waveguard_protocol::{NodeId, ReleaseId, SigningKey};
 
 /// The release a [`Testbed`] publishes.
 #[derive(Clone, Debug)]
@@ -29,6 +32,38 @@ pub struct ReleaseSpec {
     /// Seconds from now until wave 0 opens. The default (an hour) keeps the
     /// release prefetch-only for the testbed's lifetime: nobody installs.
     pub start_in_secs: u64,
+    /// The rollout policy, as `waveguard publish` takes it.
+    pub rollout: RolloutSpec,
+    /// Give the fleet an operator role (its key in the testbed directory), so
+    /// only certified nodes' health reports count; see [`AgentSpec::certified`].
+    pub operator: bool,
+}
+
+/// A release's rollout policy in `waveguard publish`'s terms (shortened for tests).
+#[derive(Clone, Debug)]
+pub struct RolloutSpec {
+    /// `--waves`, e.g. `canary:20%:4s,all:100%:0s`.
+    pub waves: String,
+    /// `--max-failure`, e.g. `5%`.
+    pub max_failure: String,
+    /// `--min-reports`.
+    pub min_reports: u32,
+    /// `--silence`, e.g. `3s`.
+    pub silence: String,
+    /// `--heartbeat`, e.g. `1s`.
+    pub heartbeat: String,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        RolloutSpec {
+            waves: crate::cli::args::DEFAULT_WAVES.into(),
+            max_failure: "5%".into(),
+            min_reports: 3,
+            silence: "10m".into(),
+            heartbeat: "1m".into(),
+        }
+    }
 }
 
 impl Default for ReleaseSpec {
@@ -37,6 +72,8 @@ impl Default for ReleaseSpec {
             size: 8 << 20,
             chunk_avg: "1MiB".into(),
             start_in_secs: 3600,
+            rollout: RolloutSpec::default(),
+            operator: false,
         }
     }
 }
@@ -50,6 +87,8 @@ pub struct Published {
     pub blake3: [u8; 32],
     /// The artifact's size in bytes.
     pub size: u64,
+    /// The release as the signed metadata describes it (policy, schedule).
+    pub info: Release,
 }
 
 /// How one agent of the testbed runs.
@@ -65,6 +104,12 @@ pub struct AgentSpec {
     pub corrupt_uploads: bool,
     /// Dial these agents (indices into the testbed) at start; empty dials the first seeder.
     pub bootstrap: Vec<usize>,
+    /// Give the agent a node key that puts it in this wave of the published release.
+    pub wave: Option<u32>,
+    /// The agent's installer hooks (probe, install, rollback, timeout).
+    pub hooks: crate::config::HooksConfig,
+    /// Issue the agent a fleet certificate signed by the testbed's operator key.
+    pub certified: bool,
 }
 
 /// One running agent.
@@ -80,10 +125,21 @@ pub struct Member {
     task: Option<JoinHandle<()>>,
 }
 
+impl Member {
+    /// Hands a signed halt or resume directive to this agent as its HTTP API
+    /// would (`POST /directive`) and returns the engine's verdict; a refusal
+    /// is a [`crate::driver::SubmitError`] (downcast to tell which).
+    pub async fn directive(&self, bytes: Vec<u8>) -> anyhow::Result<DirectiveReceipt> {
+        Ok(self.shared.submit_directive(bytes).await?)
+    }
+}
+
 /// Agents on loopback sharing one vendor and one release directory.
 pub struct Testbed {
     dir: PathBuf,
     root: PathBuf,
+    release: Release,
+    operator: Option<SigningKey>,
     stop: watch::Sender<bool>,
     /// The agents, in start order.
     pub members: Vec<Member>,
@@ -150,7 +206,7 @@ impl Testbed {
         };
         cli(&["keygen", "--out", &p("vendor.key")])?;
         let key = p("vendor.key");
-        cli(&[
+        let mut init = vec![
             "root",
             "init",
             "--out",
@@ -163,9 +219,18 @@ impl Testbed {
             &key,
             "--timestamp-key",
             &key,
-        ])?;
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        if spec.operator {
+            cli(&["keygen", "--out", &p("operator.key")])?;
+            init.extend(["--operator-key".into(), p("operator.key")]);
+        }
+        cli(&init.iter().map(String::as_str).collect::<Vec<_>>())?;
         let blake3 = write_artifact(&dir.join("app.bin"), spec.size)?;
         let start = at.plus_secs(spec.start_in_secs).to_rfc3339();
+        let min_reports = spec.rollout.min_reports.to_string();
         let Outcome::Publish(r) = cli(&[
             "publish",
             &p("app.bin"),
@@ -181,14 +246,45 @@ impl Testbed {
             &start,
             "--chunk-avg",
             &spec.chunk_avg,
+            "--waves",
+            &spec.rollout.waves,
+            "--max-failure",
+            &spec.rollout.max_failure,
+            "--min-reports",
+            &min_reports,
+            "--silence",
+            &spec.rollout.silence,
+            "--heartbeat",
+            &spec.rollout.heartbeat,
         ])?
         else {
             bail!("publish reported something else");
         };
+        let root = dir.join("repo/metadata/1.root.json");
+        let loaded =
+            crate::trusted::load(&crate::repo::Repo::new(dir.join("repo")), Some(&root), at)
+                .context("the testbed's release directory")?;
+        let Some(info) = loaded
+            .state
+            .releases()
+            .into_iter()
+            .find(|x| x.id == r.release)
+        else {
+            bail!("the published release is not in the release directory's metadata");
+        };
+        let operator = match spec.operator {
+            true => Some(
+                crate::keyfile::read_secret(&dir.join("operator.key"))
+                    .context("the testbed's operator key")?,
+            ),
+            false => None,
+        };
         let (stop, _) = watch::channel(false);
         let bed = Testbed {
             dir: dir.to_path_buf(),
-            root: dir.join("repo/metadata/1.root.json"),
+            root,
+            release: info.clone(),
+            operator,
             stop,
             members: Vec::new(),
         };
@@ -198,6 +294,7 @@ impl Testbed {
                 release: r.release,
                 blake3,
                 size: spec.size,
+                info,
             },
         ))
     }
@@ -205,6 +302,11 @@ impl Testbed {
     /// The release directory agents seed from.
     pub fn repo(&self) -> PathBuf {
         self.dir.join("repo")
+    }
+
+    /// The vendor's key file (every role of the testbed's root), to sign directives with.
+    pub fn vendor_key(&self) -> PathBuf {
+        self.dir.join("vendor.key")
     }
 
     /// Starts one more agent and waits until it listens; returns its index.
@@ -227,8 +329,10 @@ impl Testbed {
             addrs.push(m.addr.clone());
         }
         let defaults = Config::default();
+        let data_dir = self.dir.join(format!("agent{index}"));
+        let cert = self.prepare_identity(&data_dir, spec)?;
         let config = Config {
-            data_dir: self.dir.join(format!("agent{index}")),
+            data_dir,
             trusted_root: Some(self.root.clone()),
             role: if spec.seed {
                 Role::Seeder
@@ -243,6 +347,11 @@ impl Testbed {
                 download_bytes_per_sec: spec.download,
                 ..defaults.network.clone()
             },
+            rollout: crate::config::Rollout {
+                cert,
+                ..defaults.rollout.clone()
+            },
+            hooks: spec.hooks.clone(),
             ..defaults
         };
         let repo = self.repo();
@@ -273,6 +382,100 @@ impl Testbed {
             task: Some(task),
         });
         Ok(index)
+    }
+
+    /// Writes the node key (one in `spec.wave` if asked) and, if asked, a fleet
+    /// certificate into a new agent's data directory; returns the certificate's path.
+    fn prepare_identity(
+        &self,
+        data_dir: &Path,
+        spec: &AgentSpec,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let key = match spec.wave {
+            Some(wave) => {
+                let waves = self.release.policy().waves.len();
+                if wave as usize >= waves {
+                    bail!("the release has {waves} waves; there is no wave {wave}");
+                }
+                // Each try lands in the wave with the wave's share; a few hundred tries suffice
+                // for any share a test would use.
+                let mut found = None;
+                for _ in 0..100_000 {
+                    let mut seed = [0u8; 32];
+                    getrandom::fill(&mut seed)
+                        .map_err(|e| anyhow::anyhow!("no randomness for a node key: {e}"))?;
+                    let key = SigningKey::from_seed(seed);
+                    let w = wave_of(
+                        self.release.policy(),
+                        &self.release.id,
+                        &key.node_id(),
+                        WavePin::None,
+                    );
+                    if w == wave as usize {
+                        found = Some(key);
+                        break;
+                    }
+                }
+                let Some(key) = found else {
+                    bail!("found no node key in wave {wave}; is its share 0%?");
+                };
+                crate::keyfile::write_secret(&data_dir.join("node.key"), &key)?;
+                Some(key)
+            }
+            None => None,
+        };
+        if !spec.certified {
+            return Ok(None);
+        }
+        let Some(operator) = &self.operator else {
+            bail!("a certified agent needs a release published with an operator (ReleaseSpec::operator)");
+        };
+        let key = match key {
+            Some(k) => k,
+            None => {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed)
+                    .map_err(|e| anyhow::anyhow!("no randomness for a node key: {e}"))?;
+                let k = SigningKey::from_seed(seed);
+                crate::keyfile::write_secret(&data_dir.join("node.key"), &k)?;
+                k
+            }
+        };
+        let cert = issue_cert(
+            &[operator],
+            key.node_id(),
+            now().plus_secs(86_400),
+            WavePin::None,
+        );
+        let path = data_dir.join("node.cert.json");
+        std::fs::write(&path, cert).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Some(path))
+    }
+
+    /// The published release as its signed metadata describes it.
+    pub fn release(&self) -> &Release {
+        &self.release
+    }
+
+    /// The testbed's operator key, if the release was published with one.
+    pub fn operator_key(&self) -> Option<&SigningKey> {
+        self.operator.as_ref()
+    }
+
+    /// Hands a signed directive to agent `index` (see [`Member::directive`]).
+    pub async fn directive(
+        &self,
+        index: usize,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<DirectiveReceipt> {
+        let Some(m) = self.members.get(index) else {
+            bail!("no agent {index}");
+        };
+        m.directive(bytes)
+            .await
+            .with_context(|| format!("agent {index}"))
     }
 
     /// Kills agent `index` as SIGKILL would: its task is dropped wherever it is.

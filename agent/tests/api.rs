@@ -46,6 +46,7 @@ impl ReleaseBuilder {
                 wave(0, [0, 5, 0, 0], GateState::Passed),
                 wave(1, [2, 1, 0, 0], GateState::Pending),
             ],
+            eligible: vec![5, 3],
             halt: None,
         })
     }
@@ -335,4 +336,313 @@ fn status_command_says_clearly_when_no_agent_listens() {
 fn status_command_rejects_a_bad_address() {
     let err = cli::run(["waveguard", "status", "--api", "localhost"]).unwrap_err();
     assert!(cli::error_message(&err).contains("--api"), "{err}");
+}
+
+/// `POST /directive` against a real agent: a seeder of a testbed release
+/// (libp2p on loopback, the real driver loop) with the API in front of it.
+mod directive {
+    use super::*;
+    use waveguard_agent::api::{DirectiveView, ErrorView};
+    use waveguard_agent::cli::status::{http_request, HttpResponse};
+    use waveguard_agent::driver::{now, SubmitError};
+    use waveguard_agent::keyfile;
+    use waveguard_agent::testbed::{counters, AgentSpec, ReleaseSpec, Testbed};
+    use waveguard_protocol::health::directive::{
+        sign_directive, Directive, DirectiveAction, DirectiveError, MAX_DIRECTIVE_BYTES,
+    };
+    use waveguard_protocol::SigningKey;
+
+    /// One seeder agent following one release, and its API; stops when dropped.
+    struct LiveAgent {
+        api: SocketAddr,
+        release: ReleaseId,
+        vendor: SigningKey,
+        vendor_key: std::path::PathBuf,
+        bed: Testbed,
+        runtime: tokio::runtime::Runtime,
+        _tmp: tempfile::TempDir,
+    }
+
+    impl LiveAgent {
+        fn start() -> LiveAgent {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            let spec = ReleaseSpec {
+                size: 256 << 10,
+                chunk_avg: "64KiB".into(),
+                ..ReleaseSpec::default()
+            };
+            let (bed, published, listener) = runtime.block_on(async {
+                let (mut bed, published) = Testbed::publish(tmp.path(), &spec).unwrap();
+                bed.start(&AgentSpec {
+                    seed: true,
+                    ..AgentSpec::default()
+                })
+                .await
+                .unwrap();
+                let listener = api::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .await
+                    .unwrap();
+                (bed, published, listener)
+            });
+            let api = listener.local_addr().unwrap();
+            let member = &bed.members[0];
+            let state = ApiState {
+                shared: member.shared.clone(),
+                node: member.node,
+            };
+            runtime.spawn(api::serve(listener, state, std::future::pending()));
+            let vendor_key = bed.vendor_key();
+            LiveAgent {
+                api,
+                release: published.release,
+                vendor: keyfile::read_secret(&vendor_key).unwrap(),
+                vendor_key,
+                bed,
+                runtime,
+                _tmp: tmp,
+            }
+        }
+
+        fn directive(&self, action: DirectiveAction, seq: u64, reason: &str) -> Directive {
+            Directive {
+                action,
+                release: self.release,
+                seq,
+                expires: now().plus_secs(3600),
+                reason: reason.into(),
+            }
+        }
+
+        fn post(&self, body: &[u8]) -> HttpResponse {
+            http_request(self.api, "POST", "/directive", Some(body)).unwrap()
+        }
+
+        fn release_view(&self) -> api::ReleaseView {
+            let status = status::fetch(self.api).unwrap();
+            status
+                .releases
+                .into_iter()
+                .find(|r| r.id == self.release.to_hex())
+                .expect("the seeder follows the release")
+        }
+    }
+
+    fn view(r: &HttpResponse) -> DirectiveView {
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&r.body));
+        })
+    }
+
+    fn error(r: &HttpResponse) -> String {
+        serde_json::from_slice::<ErrorView>(&r.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)))
+            .error
+    }
+
+    #[test]
+    fn a_good_halt_is_applied_a_replay_changes_nothing_and_resume_lifts_it() {
+        let agent = LiveAgent::start();
+        let halt = agent.directive(DirectiveAction::Halt, 7, "canary crash loop");
+        let signed = sign_directive(&[&agent.vendor], &halt);
+
+        let r = agent.post(&signed);
+        assert_eq!(r.code, 202, "{}", String::from_utf8_lossy(&r.body));
+        let v = view(&r);
+        assert_eq!(v.action, "halt");
+        assert_eq!(v.release, agent.release.to_hex());
+        assert_eq!((v.seq, v.latest_seq), (7, Some(7)));
+        assert!(v.followed && v.changed, "{v:?}");
+        let expected = HaltView::Directive {
+            reason: "canary crash loop".into(),
+            seq: 7,
+        };
+        assert_eq!(v.halt.as_ref(), Some(&expected));
+        // The status snapshot is updated before the API answers.
+        assert_eq!(agent.release_view().halt, Some(expected.clone()));
+
+        // The same directive again: valid, but nothing changes.
+        let r = agent.post(&signed);
+        assert_eq!(r.code, 200);
+        let v = view(&r);
+        assert!(!v.changed && v.followed, "{v:?}");
+        assert_eq!(v.halt, Some(expected.clone()));
+
+        // A resume at or below the halt's seq does not lift it.
+        let low = agent.directive(DirectiveAction::Resume, 7, "too early");
+        let r = agent.post(&sign_directive(&[&agent.vendor], &low));
+        assert_eq!((r.code, view(&r).changed), (200, false));
+        assert_eq!(agent.release_view().halt, Some(expected));
+
+        // `waveguard resume` with a higher seq does, through the same route.
+        let addr = agent.api.to_string();
+        let release = agent.release.to_hex();
+        let key = agent.vendor_key.to_str().unwrap();
+        let outcome = cli::run([
+            "waveguard",
+            "resume",
+            "--key",
+            key,
+            "--release",
+            &release,
+            "--seq",
+            "8",
+            "--api",
+            &addr,
+        ])
+        .unwrap();
+        let Outcome::Directive(report) = outcome else {
+            panic!("expected a directive report, got {outcome:?}");
+        };
+        let delivered = report.delivered.as_ref().expect("sent to the agent");
+        assert_eq!(delivered.code, 202, "{report}");
+        assert_eq!(delivered.answer.latest_seq, Some(8));
+        assert_eq!(delivered.answer.halt, None, "{report}");
+        assert!(
+            report.to_string().contains("accepted and passed on"),
+            "{report}"
+        );
+        assert_eq!(agent.release_view().halt, None);
+
+        // `waveguard halt` with the default seq (now in ms) outranks seq 8.
+        let outcome = cli::run([
+            "waveguard",
+            "halt",
+            "--key",
+            key,
+            "--release",
+            &release,
+            "--reason",
+            "bad build",
+            "--api",
+            &addr,
+        ])
+        .unwrap();
+        let Outcome::Directive(report) = outcome else {
+            panic!("expected a directive report, got {outcome:?}");
+        };
+        assert!(report.directive.seq > 8);
+        assert_eq!(report.delivered.map(|d| d.code), Some(202));
+        assert!(matches!(
+            agent.release_view().halt,
+            Some(HaltView::Directive { ref reason, .. }) if reason == "bad build"
+        ));
+    }
+
+    #[test]
+    fn bad_directives_are_refused_with_their_reason_and_change_nothing() {
+        let agent = LiveAgent::start();
+        let before = agent.release_view();
+        let refused_before = counters(&agent.bed.members[0].shared).inputs_refused;
+        let halt = agent.directive(DirectiveAction::Halt, 7, "canary crash loop");
+
+        // Signed by a key the root does not know.
+        let stranger = SigningKey::from_seed([42; 32]);
+        let r = agent.post(&sign_directive(&[&stranger], &halt));
+        assert_eq!(r.code, 400);
+        let e = error(&r);
+        assert!(e.contains("signed neither by the vendor"), "{e}");
+        assert!(e.contains("this fleet has no operator role"), "{e}");
+
+        // Expired.
+        let mut old = halt.clone();
+        old.expires = Timestamp::from_secs(now().as_secs() - 60);
+        let r = agent.post(&sign_directive(&[&agent.vendor], &old));
+        assert_eq!(r.code, 400);
+        assert!(error(&r).contains("expired"), "{}", error(&r));
+
+        // Not a directive at all.
+        let r = agent.post(b"{\"hello\": 1}");
+        assert_eq!(r.code, 400);
+        assert!(error(&r).contains("directive"), "{}", error(&r));
+
+        // Too large: refused before it reaches the engine.
+        let big = vec![b' '; MAX_DIRECTIVE_BYTES + 1];
+        let r = agent.post(&big);
+        assert_eq!(r.code, 413);
+        assert!(
+            error(&r).contains(&MAX_DIRECTIVE_BYTES.to_string()),
+            "{}",
+            error(&r)
+        );
+
+        // `waveguard halt` says why the agent refused.
+        let stranger_key = agent.bed.repo().join("stranger.key");
+        cli::run([
+            "waveguard",
+            "keygen",
+            "--out",
+            stranger_key.to_str().unwrap(),
+        ])
+        .unwrap();
+        let err = cli::run([
+            "waveguard",
+            "halt",
+            "--key",
+            stranger_key.to_str().unwrap(),
+            "--release",
+            &agent.release.to_hex(),
+            "--reason",
+            "x",
+            "--api",
+            &agent.api.to_string(),
+        ])
+        .unwrap_err();
+        let message = cli::error_message(&err);
+        assert!(message.contains("refused the directive"), "{message}");
+        assert!(
+            message.contains("signed neither by the vendor"),
+            "{message}"
+        );
+
+        let after = agent.release_view();
+        assert_eq!(after, before);
+        assert_eq!(after.halt, None);
+        // Refused before the engine saw them, so not even counted as refused inputs.
+        assert_eq!(
+            counters(&agent.bed.members[0].shared).inputs_refused,
+            refused_before
+        );
+
+        // The driver's own answer, as the testbed hands it to tests.
+        let member = &agent.bed.members[0];
+        let err = agent
+            .runtime
+            .block_on(member.directive(sign_directive(&[&stranger], &halt)))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err.downcast_ref::<SubmitError>(),
+                Some(SubmitError::Refused(DirectiveError::Signature { .. }))
+            ),
+            "{err:#}"
+        );
+        let receipt = agent
+            .runtime
+            .block_on(
+                agent
+                    .bed
+                    .directive(0, sign_directive(&[&agent.vendor], &halt)),
+            )
+            .unwrap();
+        assert!(receipt.changed && receipt.followed);
+    }
+
+    #[test]
+    fn without_a_running_engine_the_api_says_so() {
+        let server = TestApi::with_sample();
+        let r = http_request(server.addr, "POST", "/directive", Some(b"{}")).unwrap();
+        assert_eq!(r.code, 503);
+        assert!(error(&r).contains("not running"), "{}", error(&r));
+        // Only POST is routed.
+        let err = status::http_get(server.addr, "/directive").unwrap_err();
+        assert!(
+            matches!(err, HttpGetError::Status { code: 405, .. }),
+            "{err}"
+        );
+    }
 }

@@ -862,3 +862,428 @@ mod wave_command {
         assert!(err.contains("--node"), "{err}");
     }
 }
+
+mod operator_controls {
+    use super::*;
+    use waveguard_agent::cli::directive::DEFAULT_RESUME_REASON;
+    use waveguard_protocol::health::cert::verify_cert;
+    use waveguard_protocol::health::directive::{verify_directive, DirectiveAction};
+    use waveguard_protocol::health::FleetKeys;
+    use waveguard_protocol::metadata::{RoleName, TrustedState};
+
+    /// A fleet: a root key (also every vendor role), operator keys and a node key,
+    /// and a release directory whose root has an operator role of `threshold`.
+    struct Fleet {
+        tmp: tempfile::TempDir,
+        vendor: PathBuf,
+        operators: Vec<PathBuf>,
+        node: NodeId,
+        repo: PathBuf,
+    }
+
+    impl Fleet {
+        fn new(operators: usize, threshold: u32) -> Fleet {
+            let tmp = tempfile::tempdir().unwrap();
+            let key = |n: &str| {
+                let p = tmp.path().join(n);
+                run_at(NOW, &["keygen", "--out", arg(&p)]).unwrap();
+                p
+            };
+            let vendor = key("vendor.key");
+            let operators: Vec<PathBuf> =
+                (0..operators).map(|i| key(&format!("op{i}.key"))).collect();
+            let node = keyfile::read_secret(&key("node.key")).unwrap().node_id();
+            let repo = tmp.path().join("repo");
+            let v = arg(&vendor);
+            let threshold = threshold.to_string();
+            let mut args = vec![
+                "root",
+                "init",
+                "--out",
+                arg(&repo),
+                "--root-key",
+                v,
+                "--targets-key",
+                v,
+                "--snapshot-key",
+                v,
+                "--timestamp-key",
+                v,
+            ];
+            if !operators.is_empty() {
+                args.push("--operator-key");
+                args.extend(operators.iter().map(|p| arg(p)));
+                args.extend(["--operator-threshold", &threshold]);
+            }
+            run_at(NOW, &args).unwrap();
+            Fleet {
+                tmp,
+                vendor,
+                operators,
+                node,
+                repo,
+            }
+        }
+
+        /// What the root says about who signs what, read with the protocol alone.
+        fn keys(&self) -> FleetKeys {
+            let bytes = fs::read(self.repo.join("metadata/1.root.json")).unwrap();
+            let state = TrustedState::new(&bytes).unwrap();
+            FleetKeys {
+                keys: state.root().keys.clone(),
+                vendor: state.role_keys(RoleName::Targets).unwrap().0,
+                operator: state.operator_role().map(|(role, _)| role),
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.tmp.path().join(name)
+        }
+    }
+
+    fn cert_report(outcome: Outcome) -> waveguard_agent::cli::cert::CertReport {
+        match outcome {
+            Outcome::Cert(r) => r,
+            other => panic!("cert issue gave {other}"),
+        }
+    }
+
+    #[test]
+    fn an_issued_certificate_verifies_against_the_operator_root() {
+        let f = Fleet::new(2, 2);
+        let out = f.path("node.cert");
+        let report = cert_report(
+            run_at(
+                NOW,
+                &[
+                    "cert",
+                    "issue",
+                    "--operator-key",
+                    arg(&f.operators[0]),
+                    arg(&f.operators[1]),
+                    "--node",
+                    &f.node.to_peer_id_string(),
+                    "--expires",
+                    "30d",
+                    "--pin",
+                    "canary",
+                    "--out",
+                    arg(&out),
+                    "--repo",
+                    arg(&f.repo),
+                ],
+            )
+            .unwrap(),
+        );
+        let expires = NOW.plus_secs(30 * 86_400);
+        assert_eq!(report.node, f.node);
+        assert_eq!(report.expires, expires);
+        assert_eq!(report.pin, WavePin::Canary);
+        assert_eq!(report.signers.len(), 2);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        let checked = report.checked.as_ref().expect("checked against the root");
+        assert_eq!((checked.version, checked.threshold), (1, 2));
+        let text = report.to_string();
+        for part in [
+            f.node.to_hex(),
+            f.node.to_peer_id_string(),
+            "2030-01-31T00:00:00Z".to_string(),
+            "canary".to_string(),
+            out.display().to_string(),
+        ] {
+            assert!(text.contains(&part), "{part} missing in\n{text}");
+        }
+
+        let bytes = fs::read(&out).unwrap();
+        let cert = verify_cert(&bytes, &f.keys(), LATER).unwrap();
+        assert_eq!(
+            (cert.node, cert.expires, cert.pin),
+            (f.node, expires, WavePin::Canary)
+        );
+        assert!(verify_cert(&bytes, &f.keys(), expires).is_err());
+
+        // The file is never replaced without --force.
+        let again = [
+            "cert",
+            "issue",
+            "--operator-key",
+            arg(&f.operators[0]),
+            arg(&f.operators[1]),
+            "--node",
+            &f.node.to_hex(),
+            "--out",
+            arg(&out),
+        ];
+        let err = error_of(NOW, &again);
+        assert!(
+            err.contains("already exists") && err.contains("--force"),
+            "{err}"
+        );
+        assert_eq!(fs::read(&out).unwrap(), bytes);
+        let mut forced = again.to_vec();
+        forced.push("--force");
+        let report = cert_report(run_at(NOW, &forced).unwrap());
+        // Defaults: a year, no pin; unchecked without --repo or --root, and it says so.
+        assert_eq!(report.expires, NOW.plus_secs(365 * 86_400));
+        assert_eq!(report.pin, WavePin::None);
+        assert!(report.checked.is_none());
+        assert!(
+            report.warnings[0].contains("--repo or --root"),
+            "{:?}",
+            report.warnings
+        );
+        let cert = verify_cert(&fs::read(&out).unwrap(), &f.keys(), LATER).unwrap();
+        assert_eq!(cert.pin, WavePin::None);
+    }
+
+    #[test]
+    fn keys_outside_the_operator_role_or_below_its_threshold_are_refused() {
+        let f = Fleet::new(2, 2);
+        let out = f.path("node.cert");
+        let node = f.node.to_hex();
+        let root = f.repo.join("metadata/1.root.json");
+        let issue = |keys: &[&Path], check: &[&str]| {
+            let mut args = vec!["cert", "issue", "--operator-key"];
+            args.extend(keys.iter().map(|k| arg(k)));
+            args.extend(["--node", &node, "--out", arg(&out)]);
+            args.extend_from_slice(check);
+            error_of(NOW, &args)
+        };
+        let err = issue(&[&f.vendor], &["--repo", arg(&f.repo)]);
+        assert!(err.contains("not in the operator role of root v1"), "{err}");
+        let err = issue(&[&f.operators[0], &f.vendor], &["--root", arg(&root)]);
+        assert!(err.contains("not in the operator role"), "{err}");
+        let err = issue(&[&f.operators[0]], &["--repo", arg(&f.repo)]);
+        assert!(err.contains("below the threshold of 2"), "{err}");
+        assert!(!out.exists());
+
+        let open = Fleet::new(0, 1);
+        let err = issue(&[&open.vendor], &["--repo", arg(&open.repo)]);
+        assert!(err.contains("has no operator role"), "{err}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn cert_issue_names_bad_arguments() {
+        let f = Fleet::new(1, 1);
+        let out = f.path("node.cert");
+        let base = |node: &str, extra: &[&str]| {
+            let mut args = vec![
+                "cert".to_string(),
+                "issue".into(),
+                "--operator-key".into(),
+                arg(&f.operators[0]).into(),
+                "--node".into(),
+                node.into(),
+                "--out".into(),
+                arg(&out).into(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        };
+        let err_of = |args: Vec<String>| {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            error_of(NOW, &refs)
+        };
+        let err = err_of(base("xyz", &[]));
+        assert!(err.contains("--node") && err.contains("xyz"), "{err}");
+        let hex = "ab".repeat(32);
+        let err = err_of(base(&hex, &["--pin", "first"]));
+        assert!(err.contains("--pin"), "{err}");
+        let err = err_of(base(&hex, &["--expires", "1y"]));
+        assert!(
+            err.contains("--expires") && err.contains("duration"),
+            "{err}"
+        );
+        let err = err_of(base(&hex, &["--expires", "0s"]));
+        assert!(err.contains("longer than 0s"), "{err}");
+        let err = err_of(base(&hex, &["--root", "/nonexistent/root.json"]));
+        assert!(err.contains("/nonexistent/root.json"), "{err}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn halt_and_resume_write_directives_the_protocol_accepts() {
+        let f = Fleet::new(1, 1);
+        let release = "cd".repeat(32);
+        let halt_file = f.path("halt.json");
+        let Outcome::Directive(report) = run_at(
+            NOW,
+            &[
+                "halt",
+                "--key",
+                arg(&f.vendor),
+                "--release",
+                &release,
+                "--reason",
+                "canary crash loop",
+                "--seq",
+                "42",
+                "--out",
+                arg(&halt_file),
+            ],
+        )
+        .unwrap() else {
+            panic!("not a directive report");
+        };
+        assert!(report.delivered.is_none(), "--out alone sends nothing");
+        assert_eq!(report.written.as_deref(), Some(halt_file.as_path()));
+        let bytes = fs::read(&halt_file).unwrap();
+        assert_eq!(bytes, report.signed);
+        let d = verify_directive(&bytes, &f.keys(), LATER).unwrap();
+        assert_eq!(d, report.directive);
+        assert_eq!(d.action, DirectiveAction::Halt);
+        assert_eq!(d.release.to_hex(), release);
+        assert_eq!(d.seq, 42);
+        assert_eq!(d.reason, "canary crash loop");
+        assert_eq!(d.expires, NOW.plus_secs(7 * 86_400));
+        let text = report.to_string();
+        assert!(
+            text.contains("signed halt of release") && text.contains("42"),
+            "{text}"
+        );
+
+        // Resume by the operator, later, with the defaults: its seq is the time in ms, so higher.
+        let resume_file = f.path("resume.json");
+        let Outcome::Directive(report) = run_at(
+            LATER,
+            &[
+                "resume",
+                "--key",
+                arg(&f.operators[0]),
+                "--release",
+                &release,
+                "--out",
+                arg(&resume_file),
+                "--repo",
+                arg(&f.repo),
+            ],
+        )
+        .unwrap() else {
+            panic!("not a directive report");
+        };
+        assert_eq!(report.checked.as_ref().map(|c| c.0), Some(1));
+        let d = verify_directive(&fs::read(&resume_file).unwrap(), &f.keys(), LATER).unwrap();
+        assert_eq!(d.action, DirectiveAction::Resume);
+        assert_eq!(d.seq, LATER.as_millis());
+        assert!(d.seq > 42);
+        assert_eq!(d.reason, DEFAULT_RESUME_REASON);
+
+        // A file is never replaced without --force.
+        let err = error_of(
+            NOW,
+            &[
+                "resume",
+                "--key",
+                arg(&f.vendor),
+                "--release",
+                &release,
+                "--out",
+                arg(&resume_file),
+            ],
+        );
+        assert!(
+            err.contains("already exists") && err.contains("--force"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn halt_and_resume_name_bad_arguments() {
+        let f = Fleet::new(1, 1);
+        let release = "cd".repeat(32);
+        let out = f.path("d.json");
+        let vendor = arg(&f.vendor);
+        let err = error_of(
+            NOW,
+            &[
+                "halt",
+                "--key",
+                vendor,
+                "--release",
+                &release,
+                "--out",
+                arg(&out),
+            ],
+        );
+        assert!(err.contains("--reason"), "{err}");
+        let err = error_of(
+            NOW,
+            &[
+                "halt",
+                "--key",
+                vendor,
+                "--release",
+                "acme/1.0",
+                "--reason",
+                "x",
+                "--out",
+                arg(&out),
+            ],
+        );
+        assert!(
+            err.contains("--release") && err.contains("acme/1.0"),
+            "{err}"
+        );
+        let long = "x".repeat(1025);
+        let err = error_of(
+            NOW,
+            &[
+                "halt",
+                "--key",
+                vendor,
+                "--release",
+                &release,
+                "--reason",
+                &long,
+                "--out",
+                arg(&out),
+            ],
+        );
+        assert!(
+            err.contains("--reason") && err.contains("1025 bytes"),
+            "{err}"
+        );
+        let err = error_of(
+            NOW,
+            &["resume", "--key", vendor, "--release", &release, "--force"],
+        );
+        assert!(err.contains("--out"), "{err}");
+        let err = error_of(
+            NOW,
+            &[
+                "resume",
+                "--key",
+                vendor,
+                "--release",
+                &release,
+                "--seq",
+                "soon",
+                "--out",
+                arg(&out),
+            ],
+        );
+        assert!(err.contains("--seq"), "{err}");
+        // A key in no role of the root is caught before anything is written or sent.
+        let stranger = f.path("stranger.key");
+        run_at(NOW, &["keygen", "--out", arg(&stranger)]).unwrap();
+        let err = error_of(
+            NOW,
+            &[
+                "halt",
+                "--key",
+                arg(&stranger),
+                "--release",
+                &release,
+                "--reason",
+                "x",
+                "--out",
+                arg(&out),
+                "--repo",
+                arg(&f.repo),
+            ],
+        );
+        assert!(err.contains("signed neither by the vendor"), "{err}");
+        assert!(!out.exists());
+    }
+}

@@ -94,6 +94,14 @@ pub enum Request {
         /// Bit `i` (most significant bit first) set when chunk `i` is held.
         bitfield: ByteBuf,
     },
+    /// Send me the latest health reports you hold for one wave of a release
+    /// (health sync: how a node that missed a wave's gossip judges its gate).
+    Health {
+        /// Which release.
+        release: ReleaseId,
+        /// Which wave.
+        wave: u32,
+    },
 }
 
 /// An answer to a [`Request`].
@@ -114,6 +122,9 @@ pub enum Response {
     NotFound,
     /// I am serving too much right now; ask again later or elsewhere.
     Busy,
+    /// The latest report of each node of the wave asked for that this node holds,
+    /// sorted by node ID, within the evidence bounds.
+    Health(Vec<SignedHealth>),
 }
 
 /// A message could not be decoded.
@@ -309,6 +320,10 @@ impl Response {
             }
             Response::Have { bitfield } => {
                 check_count(KIND, "bitfield bytes", bitfield.len(), MAX_BITFIELD_BYTES)?
+            }
+            Response::Health(reports) => {
+                check_count(KIND, "health reports", reports.len(), MAX_EVIDENCE_REPORTS)?;
+                check_count(KIND, "health response bytes", bytes.len(), MAX_GOSSIP_BYTES)?;
             }
             Response::NotFound | Response::Busy => {}
         }

@@ -21,7 +21,7 @@ use waveguard_protocol::metadata::trust::{StoredTrust, TrustedState};
 use waveguard_protocol::node::{Input, Node, NodeConfig, NodeEvent, NodeRole, Output, Verdict};
 use waveguard_protocol::rollout::HaltReason;
 use waveguard_protocol::wave::{wave_of, WavePin};
-use waveguard_protocol::wire::{MetadataBundle, Response};
+use waveguard_protocol::wire::{Gossip, MetadataBundle, Response};
 use waveguard_protocol::{NodeId, ReleaseId, SigningKey, Timestamp};
 
 /// How a bad release hurts the machines that install it.
@@ -124,6 +124,10 @@ struct SimNode {
     halted: BTreeSet<ReleaseId>,
     dead: bool,
     next_wake: Option<Timestamp>,
+    /// Health reports this node broadcast itself.
+    health_sent: u64,
+    /// Health gossip (reports and halt evidence) delivered to this node: messages, bytes.
+    health_received: (u64, u64),
 }
 
 /// The mesh. Node 0 is the seeder; nodes 1..=endpoints are endpoints.
@@ -199,6 +203,8 @@ impl Mesh {
                 halted: BTreeSet::new(),
                 dead: false,
                 next_wake: None,
+                health_sent: 0,
+                health_received: (0, 0),
             });
         }
         let mut mesh = Mesh {
@@ -389,6 +395,9 @@ impl Mesh {
         let lat = self.config.latency_ms;
         match out {
             Output::Broadcast { data, .. } => {
+                if matches!(Gossip::decode(&data), Ok(Gossip::Health(_))) {
+                    self.nodes[i].health_sent += 1;
+                }
                 self.nodes[i].seen_gossip.insert(hash(&data));
                 self.flood(i, None, data);
             }
@@ -595,6 +604,10 @@ impl Mesh {
         let at = self.later(self.config.latency_ms);
         let id = hash(&data);
         let sender = self.nodes[from].engine.id();
+        let health = matches!(
+            Gossip::decode(&data),
+            Ok(Gossip::Health(_) | Gossip::Halt(_))
+        );
         let targets: Vec<usize> = self.nodes[from]
             .neighbours
             .iter()
@@ -604,6 +617,11 @@ impl Mesh {
         for j in targets {
             if !self.nodes[j].seen_gossip.insert(id) {
                 continue;
+            }
+            if health {
+                let r = &mut self.nodes[j].health_received;
+                r.0 += 1;
+                r.1 += data.len() as u64;
             }
             let message_id = self.next_message;
             self.next_message += 1;
@@ -759,6 +777,16 @@ impl Mesh {
                 input: Input::PeerDisconnected(ida),
             },
         );
+    }
+
+    /// Health reports node `i` broadcast itself.
+    pub fn health_sent(&self, i: usize) -> u64 {
+        self.nodes[i].health_sent
+    }
+
+    /// Health gossip delivered to node `i` so far: (messages, bytes).
+    pub fn health_received(&self, i: usize) -> (u64, u64) {
+        self.nodes[i].health_received
     }
 
     /// Every install so far.

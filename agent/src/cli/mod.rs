@@ -10,7 +10,9 @@
 pub mod agent;
 pub mod args;
 pub mod bench;
+pub mod cert;
 pub mod demo;
+pub mod directive;
 pub mod keygen;
 pub mod keys;
 pub mod publish;
@@ -50,6 +52,13 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Print which wave a node is in for a release.
     Wave(wave::WaveArgs),
+    /// Issue fleet certificates for endpoints (signed by the operator role).
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Sign a halt directive for a release and send it to a running agent (or write it to a file).
+    Halt(directive::HaltArgs),
+    /// Sign a resume directive (a higher seq than the halt) and send it to a running agent.
+    Resume(directive::ResumeArgs),
     /// Publish a good and a bad release with throw-away keys, verify them, and roll both out
     /// across an in-memory fleet: the good one reaches everyone, the bad one halts at its canaries.
     Demo(demo::DemoArgs),
@@ -73,6 +82,14 @@ pub enum RootCommand {
     Rotate(root_rotate::RootRotateArgs),
 }
 
+/// `waveguard cert ...`.
+#[derive(Subcommand, Debug, Clone)]
+#[non_exhaustive]
+pub enum CertCommand {
+    /// Sign a fleet certificate for one endpoint with the operator key(s).
+    Issue(cert::CertIssueArgs),
+}
+
 /// What a command did, for printing or for a test to inspect.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -87,6 +104,10 @@ pub enum Outcome {
     Verify(verify::VerifyReport),
     /// `wave`.
     Wave(wave::WaveReport),
+    /// `cert issue`.
+    Cert(cert::CertReport),
+    /// `halt` or `resume`.
+    Directive(Box<directive::DirectiveReport>),
     /// `demo`.
     Demo(Box<demo::DemoReport>),
     /// `agent` or `seed` stopped.
@@ -103,7 +124,9 @@ impl Outcome {
         match self {
             Outcome::Verify(r) => &r.warnings,
             Outcome::Wave(r) => &r.warnings,
+            Outcome::Cert(r) => &r.warnings,
             Outcome::Keygen(_)
+            | Outcome::Directive(_)
             | Outcome::Root(_)
             | Outcome::Publish(_)
             | Outcome::Demo(_)
@@ -122,6 +145,8 @@ impl fmt::Display for Outcome {
             Outcome::Publish(r) => r.fmt(f),
             Outcome::Verify(r) => r.fmt(f),
             Outcome::Wave(r) => r.fmt(f),
+            Outcome::Cert(r) => r.fmt(f),
+            Outcome::Directive(r) => r.fmt(f),
             Outcome::Demo(r) => r.fmt(f),
             Outcome::Stopped(r) => r.fmt(f),
             Outcome::Status(r) => r.fmt(f),
@@ -159,6 +184,11 @@ pub fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::Publish(a) => publish::run(&a, now).map(Outcome::Publish),
         Command::Verify(a) => verify::run(&a, now).map(Outcome::Verify),
         Command::Wave(a) => wave::run(&a, now).map(Outcome::Wave),
+        Command::Cert(CertCommand::Issue(a)) => cert::run(&a, now).map(Outcome::Cert),
+        Command::Halt(a) => directive::run_halt(&a, now).map(|r| Outcome::Directive(Box::new(r))),
+        Command::Resume(a) => {
+            directive::run_resume(&a, now).map(|r| Outcome::Directive(Box::new(r)))
+        }
         Command::Demo(a) => demo::run(&a, now).map(|r| Outcome::Demo(Box::new(r))),
         Command::Agent(a) => agent::run(&a).map(Outcome::Stopped),
         Command::Seed(a) => agent::run_seed(&a).map(Outcome::Stopped),

@@ -3,7 +3,8 @@
 //!
 //! The request is a plain HTTP/1.1 GET over a blocking `std` TCP stream with
 //! timeouts and a size cap: the command needs nothing more, and so needs no
-//! async runtime or HTTP client crate.
+//! async runtime or HTTP client crate. `waveguard halt` and `resume` use the
+//! same client ([`http_request`]) to POST a directive.
 
 use crate::api::{ReleaseView, StatusView};
 use std::fmt;
@@ -35,7 +36,7 @@ pub struct StatusArgs {
     pub api: SocketAddr,
 }
 
-/// A GET to the agent's API failed.
+/// A request to the agent's API failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum HttpGetError {
@@ -98,16 +99,47 @@ pub enum StatusError {
     },
 }
 
+/// An answer of the agent's API, whatever its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The HTTP status code.
+    pub code: u16,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
 /// Sends `GET path` to `addr` and returns the body of a 200 response.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<Vec<u8>, HttpGetError> {
+    let response = http_request(addr, "GET", path, None)?;
+    ok_body(addr, path, response)
+}
+
+/// Sends `method path` to `addr`, with `body` as JSON if given, and returns
+/// the answer whatever its status (an API's error answers carry a reason).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<HttpResponse, HttpGetError> {
     let io = |source| HttpGetError::Io { addr, source };
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .map_err(|source| HttpGetError::Connect { addr, source })?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).map_err(io)?;
+    let content = match body {
+        Some(b) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
+        None => String::new(),
+    };
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n{content}Connection: close\r\n\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(body.unwrap_or_default());
+    stream.write_all(&request).map_err(io)?;
     let mut raw = Vec::new();
     (&mut stream)
         .take(MAX_RESPONSE_BYTES + 1)
@@ -116,11 +148,29 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<Vec<u8>, HttpGetError> {
     if raw.len() as u64 > MAX_RESPONSE_BYTES {
         return Err(HttpGetError::TooLarge { addr });
     }
-    parse_response(addr, path, raw)
+    split_response(addr, raw)
+}
+
+/// The body of a 200 answer to `path`; any other status is an error.
+fn ok_body(addr: SocketAddr, path: &str, r: HttpResponse) -> Result<Vec<u8>, HttpGetError> {
+    if r.code != 200 {
+        return Err(HttpGetError::Status {
+            addr,
+            path: path.to_string(),
+            code: r.code,
+        });
+    }
+    Ok(r.body)
+}
+
+/// The body of a `Connection: close` HTTP/1.1 response to `path` if its status is 200.
+#[cfg(test)]
+fn parse_response(addr: SocketAddr, path: &str, raw: Vec<u8>) -> Result<Vec<u8>, HttpGetError> {
+    ok_body(addr, path, split_response(addr, raw)?)
 }
 
 /// Splits a `Connection: close` HTTP/1.1 response into status and body.
-fn parse_response(addr: SocketAddr, path: &str, raw: Vec<u8>) -> Result<Vec<u8>, HttpGetError> {
+fn split_response(addr: SocketAddr, raw: Vec<u8>) -> Result<HttpResponse, HttpGetError> {
     let malformed = |detail: &str| HttpGetError::Malformed {
         addr,
         detail: detail.to_string(),
@@ -158,13 +208,6 @@ fn parse_response(addr: SocketAddr, path: &str, raw: Vec<u8>) -> Result<Vec<u8>,
             );
         }
     }
-    if code != 200 {
-        return Err(HttpGetError::Status {
-            addr,
-            path: path.to_string(),
-            code,
-        });
-    }
     let mut body = raw;
     body.drain(..end + 4);
     if let Some(length) = length {
@@ -173,7 +216,7 @@ fn parse_response(addr: SocketAddr, path: &str, raw: Vec<u8>) -> Result<Vec<u8>,
         }
         body.truncate(length);
     }
-    Ok(body)
+    Ok(HttpResponse { code, body })
 }
 
 /// Fetches and decodes `/status` from the agent at `addr`.

@@ -3,7 +3,8 @@
 //! For wave `w` at time `now`, over the ledger's nodes of `w` (latest report each):
 //! a node is *failed* if its status is a failure; *silent* if its status is
 //! `installed` or `healthy` and `now > time + silence_seconds`; *healthy* if
-//! its status is `healthy` and it is not silent. `reporting` counts every node
+//! its status is `healthy` and it is not silent, or `baked` (a final report,
+//! never silent). `reporting` counts every node
 //! of `w`, and `failures = failed + silent`.
 //!
 //! * **Failed** iff `reporting >= min_reports` and
@@ -98,7 +99,8 @@ pub fn condition(
         }
         HealthStatus::Installed | HealthStatus::Healthy if silent => NodeCondition::Silent,
         HealthStatus::Installed => NodeCondition::Installed,
-        HealthStatus::Healthy => NodeCondition::Healthy,
+        // A final report: the node said it is done reporting, so its quiet is not silence.
+        HealthStatus::Healthy | HealthStatus::Baked => NodeCondition::Healthy,
     }
 }
 

@@ -120,12 +120,19 @@ pub struct StatusCounts {
     pub install_failed: u64,
     /// Latest status `rolled-back`.
     pub rolled_back: u64,
+    /// Latest status `baked` (final).
+    pub baked: u64,
 }
 
 impl StatusCounts {
     /// All nodes counted.
     pub fn total(&self) -> u64 {
-        self.installed + self.healthy + self.unhealthy + self.install_failed + self.rolled_back
+        self.installed
+            + self.healthy
+            + self.unhealthy
+            + self.install_failed
+            + self.rolled_back
+            + self.baked
     }
 }
 
@@ -255,6 +262,7 @@ impl Ledger {
                 HealthStatus::Unhealthy => &mut c.unhealthy,
                 HealthStatus::InstallFailed => &mut c.install_failed,
                 HealthStatus::RolledBack => &mut c.rolled_back,
+                HealthStatus::Baked => &mut c.baked,
             };
             *slot += 1;
         }
@@ -413,7 +421,8 @@ mod tests {
                 healthy: 2,
                 unhealthy: 1,
                 install_failed: 0,
-                rolled_back: 1
+                rolled_back: 1,
+                baked: 0
             }
         );
         assert_eq!(c.total(), 5);

@@ -47,6 +47,10 @@ pub enum HealthStatus {
     InstallFailed,
     /// The node went back to the previous version.
     RolledBack,
+    /// The node's final report: it stayed healthy until its wave's gate passed (on
+    /// its evidence) and stops heartbeating. Never counts as silent, so health
+    /// traffic ends with the wave instead of lasting the whole rollout.
+    Baked,
 }
 
 impl HealthStatus {
@@ -56,7 +60,7 @@ impl HealthStatus {
             HealthStatus::Unhealthy | HealthStatus::InstallFailed | HealthStatus::RolledBack => {
                 true
             }
-            HealthStatus::Installed | HealthStatus::Healthy => false,
+            HealthStatus::Installed | HealthStatus::Healthy | HealthStatus::Baked => false,
         }
     }
 }

@@ -119,6 +119,9 @@ impl Node {
                 gate_check_at: None,
                 halt_announced: false,
                 last_wave_open_at: None,
+                own_wave_passed: false,
+                probed_healthy: false,
+                sync_next: crate::time::Timestamp(0),
             },
         );
         self.event(NodeEvent::ReleaseDiscovered {
@@ -228,6 +231,9 @@ impl Node {
             (Pending::Chunk { release, index }, Response::Chunk(bytes)) => {
                 self.on_chunk(from, release, index, bytes.into_vec());
             }
+            (Pending::Health(_), Response::Health(reports)) => {
+                self.on_health_sync(from, reports);
+            }
             (Pending::Chunk { release, index }, Response::Busy) => {
                 let now = self.now;
                 if let Some(d) = self
@@ -250,7 +256,7 @@ impl Node {
 
     fn fail_pending(&mut self, peer: NodeId, pending: Pending) {
         match pending {
-            Pending::Metadata | Pending::Have(_) => {}
+            Pending::Metadata | Pending::Have(_) | Pending::Health(_) => {}
             Pending::ChunkList(release) => {
                 if let Some(t) = self.releases.get_mut(&release) {
                     t.list_request = None;

@@ -285,6 +285,9 @@ impl Node {
                 break;
             }
             let health = evaluate(&t.ledger, &t.release, wave as u32, now);
+            if wave as u32 == t.wave && health.gate == GateState::Passed {
+                t.own_wave_passed = true;
+            }
             if health.gate == GateState::Failed {
                 let reason = HaltReason::GateFailed {
                     wave: wave as u32,
@@ -414,6 +417,7 @@ impl Node {
         let heartbeat = t.release.policy().health.heartbeat_seconds;
         t.probe = Probe::DueAt(now.plus_secs(heartbeat));
         if healthy {
+            t.probed_healthy = true;
             self.report(id, HealthStatus::Healthy);
         } else {
             self.report(id, HealthStatus::Unhealthy);
@@ -447,18 +451,20 @@ impl Node {
             return;
         };
         let health = &t.release.policy().health;
-        // Keep heartbeating one silence period past the end, so that no node still watching the
-        // gates (its view of the end may lag by a gossip delay) mistakes us for a crashed one; and
-        // bake at least one heartbeat so that even the last wave reports once.
-        let done = t.rollout_over(Timestamp(
-            now.as_millis()
-                .saturating_sub(health.silence_seconds * 1000),
-        )) && now >= installed_at.plus_secs(health.heartbeat_seconds);
+        // Heartbeats end when our own wave's gate has passed on our evidence: from then on
+        // nothing about this wave can open or hold back another, and the final `baked` report
+        // tells every node that our quiet is not silence. The rollout's end is the fallback
+        // for a last wave too small to ever pass its gate. Bake at least one heartbeat, and
+        // only on a healthy latest probe, so that the final word is a healthy one.
+        let done = (t.own_wave_passed || t.rollout_over(now))
+            && t.probed_healthy
+            && now >= installed_at.plus_secs(health.heartbeat_seconds);
         if done && t.probe != Probe::Running && self.transition(&id, RolloutEvent::RolloutComplete)
         {
             if let Some(t) = self.releases.get_mut(&id) {
                 t.probe = Probe::Off;
             }
+            self.report(id, HealthStatus::Baked);
         }
     }
 
@@ -468,7 +474,10 @@ impl Node {
         let Some(t) = self.releases.get_mut(&id) else {
             return;
         };
-        t.seq += 1;
+        // Never below the clock in milliseconds: a node that restarted (its counter back at 0)
+        // must still outrank the reports it sent before, or peers would drop its new ones as
+        // replays and soon count it silent.
+        t.seq = (t.seq + 1).max(now.as_millis());
         let report = HealthReport::new(self.id, id, t.wave, status, t.seq, now);
         let sh = sign_report(&self.key, report, self.config.cert.clone());
         self.outputs.push_back(Output::Broadcast {

@@ -23,8 +23,10 @@
 mod fetching;
 mod io;
 mod lifecycle;
+mod local;
 mod serving;
 mod status;
+mod sync;
 
 pub use io::{Input, NodeEvent, Output, Verdict};
 pub use status::{NodeStatus, ReleaseStatus};
@@ -90,6 +92,7 @@ enum Pending {
     Have(ReleaseId),
     ChunkList(ReleaseId),
     Chunk { release: ReleaseId, index: u32 },
+    Health(ReleaseId),
 }
 
 /// Where the health probe of an installed release stands.
@@ -130,6 +133,13 @@ struct Tracked {
     have_dirty: bool,
     gate_check_at: Option<Timestamp>,
     halt_announced: bool,
+    /// This node's own wave passed its gate on this node's evidence: it sent its final
+    /// (`baked`) report and stops heartbeating.
+    own_wave_passed: bool,
+    /// A health probe of the installed release has passed (a failing one halts instead).
+    probed_healthy: bool,
+    /// Earliest time for the next health sync request (see [`sync`]).
+    sync_next: Timestamp,
     /// When this node first saw the last wave open (its schedule reached and every earlier gate
     /// passed). The rollout ends one last bake later; until then gates are watched.
     last_wave_open_at: Option<Timestamp>,
@@ -288,6 +298,7 @@ impl Node {
         self.expire_requests();
         self.drive_downloads();
         self.drive_rollouts();
+        self.drive_health_sync();
         self.flush_have();
     }
 

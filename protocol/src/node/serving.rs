@@ -95,6 +95,7 @@ impl Node {
                     None => Response::NotFound,
                 }
             }
+            Request::Health { release, wave } => self.health_answer(&release, wave),
             Request::ChunkList { release } => match self
                 .releases
                 .get(&release)

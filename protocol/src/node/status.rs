@@ -1,10 +1,13 @@
 //! A read-only view of a node for status pages and tests.
 
-use super::Node;
+use super::{Node, NodeRole};
 use crate::health::gate::{evaluate, WaveHealth};
+use crate::id::NodeId;
 use crate::id::ReleaseId;
 use crate::rollout::{HaltReason, RolloutState};
+use crate::wave::{wave_of, WavePin};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// One release as this node sees it.
 #[derive(Clone, Debug, Serialize)]
@@ -25,6 +28,11 @@ pub struct ReleaseStatus {
     pub chunks_total: u32,
     /// Health of every wave on this node's evidence.
     pub waves: Vec<WaveHealth>,
+    /// Per wave, the nodes this node knows to be in it: itself (an endpoint), its connected
+    /// peers (by their computed wave; a seeder peer is counted too, nothing tells it apart) and
+    /// every node in the health ledger (by the wave its reports claim). A lower bound on the
+    /// wave's size in the fleet, which no node can know exactly.
+    pub eligible: Vec<u64>,
     /// Why the release is halted, if it is.
     pub halt: Option<HaltReason>,
 }
@@ -62,6 +70,7 @@ impl Node {
                     .map(|w| evaluate(&t.ledger, &t.release, w as u32, self.now))
                     .collect(),
                 halt: t.halt.clone(),
+                eligible: self.eligible(t),
             })
             .collect();
         NodeStatus {
@@ -71,6 +80,30 @@ impl Node {
             root_version: self.trust.root_version(),
             releases,
         }
+    }
+
+    fn eligible(&self, t: &super::Tracked) -> Vec<u64> {
+        let policy = t.release.policy();
+        let mut known: BTreeMap<NodeId, u32> = self
+            .peers
+            .iter()
+            .map(|p| (*p, wave_of(policy, &t.release.id, p, WavePin::None) as u32))
+            .collect();
+        if self.config.role == NodeRole::Endpoint {
+            known.insert(self.id, t.wave);
+        }
+        for wave in t.ledger.waves().collect::<Vec<_>>() {
+            for (node, _) in t.ledger.wave(wave) {
+                known.insert(*node, wave);
+            }
+        }
+        let mut counts = vec![0u64; policy.waves.len()];
+        for wave in known.values() {
+            if let Some(c) = counts.get_mut(*wave as usize) {
+                *c += 1;
+            }
+        }
+        counts
     }
 
     /// This node's state for one release.
