@@ -8,10 +8,11 @@
 //! engine verifies the directive against the node's trust at that moment
 //! (signature, expiry, shape) and decides what it changes, so the API itself
 //! trusts nothing it is sent. The JSON is this module's own [`StatusView`]
-//! (serializable both ways, with hex IDs and state names), not the engine's
-//! types, so `waveguard status` can read it back and the protocol crate stays
-//! free to change its internals. The API has no authentication: it is meant
-//! for loopback, which is the default listen address.
+//! (serializable both ways, with hex IDs, state names, per-wave counts and a
+//! human halt reason), not the engine's types, so `waveguard status` can read
+//! it back and the protocol crate stays free to change its internals. The
+//! API has no authentication: it is meant for loopback, which is the default
+//! listen address.
 
 use crate::driver::{Counters, DirectiveReceipt, Shared, SubmitError};
 use crate::metrics::PeerClass;
@@ -29,7 +30,7 @@ use std::net::SocketAddr;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use waveguard_protocol::health::directive::{DirectiveAction, DirectiveState};
-use waveguard_protocol::health::gate::WaveHealth;
+use waveguard_protocol::health::gate::{GateState, WaveHealth};
 use waveguard_protocol::limits::MAX_DIRECTIVE_BYTES;
 use waveguard_protocol::node::{NodeStatus, ReleaseStatus};
 use waveguard_protocol::rollout::{HaltReason, RolloutState};
@@ -134,10 +135,73 @@ pub struct ReleaseView {
     pub chunks_stored: u32,
     /// Chunks in the release (0 until the chunk list is known).
     pub chunks_total: u32,
-    /// Every wave's health on this node's evidence.
-    pub waves: Vec<WaveHealth>,
+    /// Every wave's counts and gate on this node's evidence, in order.
+    pub waves: Vec<WaveView>,
     /// Why the release stopped, if it did.
     pub halt: Option<HaltView>,
+    /// `halt` in words, e.g. `wave 0 gate failed: 3 of 4 reporting nodes failed or went silent`.
+    #[serde(default)]
+    pub halt_reason: Option<String>,
+}
+
+/// One wave of a release on this node's evidence. Its counts are the gate's
+/// (see `waveguard_protocol::health::gate`) plus `eligible`.
+///
+/// `name`, `eligible` and `this_node` default when absent, so the CLI still
+/// reads an older agent's answer (whose waves had only the gate's fields).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveView {
+    /// The wave's index (0 is the first canary wave).
+    pub wave: u32,
+    /// Its name: the policy's if the status carries it, else `wave N`.
+    #[serde(default)]
+    pub name: String,
+    /// Nodes this node knows to be in the wave (itself, connected peers,
+    /// nodes that reported): a lower bound on the wave's size.
+    #[serde(default)]
+    pub eligible: u64,
+    /// Nodes of the wave that reported.
+    pub reporting: u64,
+    /// Installed, no verdict yet, not silent.
+    pub installed: u64,
+    /// Healthy and not silent.
+    pub healthy: u64,
+    /// Latest report is a failure.
+    pub failed: u64,
+    /// Installed or healthy but silent too long.
+    pub silent: u64,
+    /// The gate: `pending`, `passed` or `failed`.
+    pub gate: String,
+    /// Whether this node is in this wave.
+    #[serde(default)]
+    pub this_node: bool,
+}
+
+impl WaveView {
+    /// The view of one wave's health; `eligible` and `this_node` come from the release.
+    pub fn of(h: &WaveHealth, eligible: u64, this_node: bool) -> Self {
+        WaveView {
+            wave: h.wave,
+            name: format!("wave {}", h.wave),
+            eligible,
+            reporting: h.reporting,
+            installed: h.installed,
+            healthy: h.healthy,
+            failed: h.failed,
+            silent: h.silent,
+            gate: gate_name(h.gate).to_string(),
+            this_node,
+        }
+    }
+}
+
+/// A gate state as the API writes it.
+fn gate_name(g: GateState) -> &'static str {
+    match g {
+        GateState::Pending => "pending",
+        GateState::Passed => "passed",
+        GateState::Failed => "failed",
+    }
 }
 
 /// Why a release stopped on this node.
@@ -200,11 +264,9 @@ impl fmt::Display for HaltView {
                 reporting,
             } => write!(
                 f,
-                "wave {wave} failed its health gate ({failures} of {reporting} nodes failed or silent)"
+                "wave {wave} gate failed: {failures} of {reporting} reporting nodes failed or went silent"
             ),
-            HaltView::Directive { reason, seq } => {
-                write!(f, "halt directive #{seq}: {reason}")
-            }
+            HaltView::Directive { reason, seq } => write!(f, "directive #{seq}: {reason}"),
             HaltView::LocalFailure { detail } => write!(f, "this node failed: {detail}"),
         }
     }
@@ -221,6 +283,20 @@ impl ReleaseView {
             | RolloutState::RolledBack { reason } => (None, Some(reason)),
             _ => (None, None),
         };
+        let halt = r.halt.as_ref().or(state_halt).map(HaltView::from);
+        // `eligible` has one entry per wave; a shorter list (a hand-made status) reads as 0.
+        let waves = r
+            .waves
+            .iter()
+            .map(|h| {
+                let eligible = usize::try_from(h.wave)
+                    .ok()
+                    .and_then(|w| r.eligible.get(w))
+                    .copied()
+                    .unwrap_or(0);
+                WaveView::of(h, eligible, h.wave == r.wave)
+            })
+            .collect();
         ReleaseView {
             id: r.id.to_hex(),
             product: r.product.clone(),
@@ -230,8 +306,9 @@ impl ReleaseView {
             wave: r.wave,
             chunks_stored: r.chunks_stored,
             chunks_total: r.chunks_total,
-            waves: r.waves.clone(),
-            halt: r.halt.as_ref().or(state_halt).map(HaltView::from),
+            waves,
+            halt_reason: halt.as_ref().map(ToString::to_string),
+            halt,
         }
     }
 }

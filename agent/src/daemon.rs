@@ -136,6 +136,10 @@ pub fn start(config: &Config, seed_dir: Option<&Path>) -> anyhow::Result<Driver>
     for (release, data) in store.chunk_lists()? {
         driver.input(Input::ChunkList { release, data });
     }
+    // Releases this node had started installing resume where they were (baking, rolled back…).
+    for (release, data) in store.rollouts()? {
+        driver.input(Input::RolloutRestored { release, data });
+    }
     tracing::info!(node = %driver.node_id().to_peer_id_string(), imported = imported.len(), "agent started");
     Ok(driver)
 }

@@ -175,7 +175,6 @@ pub struct Driver {
     commands: mpsc::Receiver<Command>,
     /// Target path of each assembled release, to find its staged artifact.
     targets: HashMap<ReleaseId, String>,
-    releases: HashMap<ReleaseId, (String, String)>,
     wake: Timestamp,
     shared: Shared,
     /// Each connected peer's traffic at the last sample, to add only what is new.
@@ -204,7 +203,6 @@ impl Driver {
             local_rx,
             commands,
             targets: HashMap::new(),
-            releases: HashMap::new(),
             wake: now(),
             shared,
             traffic_seen: HashMap::new(),
@@ -212,6 +210,16 @@ impl Driver {
             lan_peers: HashSet::new(),
             fault: None,
         }
+    }
+
+    /// A release's product and version from the trusted metadata (also right after a restart,
+    /// when the engine resumes a release it installed before).
+    fn product_version(&self, release: &ReleaseId) -> (String, String) {
+        self.node
+            .trust()
+            .release(release)
+            .map(|r| (r.info.product, r.info.version))
+            .unwrap_or_default()
     }
 
     /// Makes this agent misbehave from now on (see [`Fault`]).
@@ -506,6 +514,12 @@ impl Driver {
                     warn!(%release, %e, "could not keep chunk list");
                 }
             }
+            Output::StoreRollout { release, data } => {
+                // Synchronous, like trust: the outputs after it (a rollback, say) may rely on it.
+                if let Err(e) = self.store.put_rollout(&release, &data) {
+                    warn!(%release, %e, "could not keep the rollout record");
+                }
+            }
             Output::StoreTrust(stored) => {
                 if let Err(e) = self.store.put_trust(&stored) {
                     warn!(%e, "could not keep trusted metadata");
@@ -542,8 +556,6 @@ impl Driver {
                 product,
                 version,
             } => {
-                self.releases
-                    .insert(release, (product.clone(), version.clone()));
                 let staged = self
                     .targets
                     .get(&release)
@@ -568,7 +580,7 @@ impl Driver {
                 });
             }
             Output::RunProbe { release } => {
-                let (product, version) = self.releases.get(&release).cloned().unwrap_or_default();
+                let (product, version) = self.product_version(&release);
                 let installer = self.installer.clone();
                 let tx = self.local_tx.clone();
                 tokio::spawn(async move {
@@ -577,7 +589,7 @@ impl Driver {
                 });
             }
             Output::Rollback { release } => {
-                let (product, version) = self.releases.get(&release).cloned().unwrap_or_default();
+                let (product, version) = self.product_version(&release);
                 let installer = self.installer.clone();
                 let tx = self.local_tx.clone();
                 tokio::spawn(async move {

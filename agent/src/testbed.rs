@@ -486,6 +486,46 @@ impl Testbed {
         }
     }
 
+    /// Kills agent `index` (see [`Testbed::kill`]) and starts it again on the same
+    /// configuration and data directory, as a machine that crashed and rebooted.
+    pub async fn restart(&mut self, index: usize) -> anyhow::Result<()> {
+        self.kill(index).await;
+        let Some(config) = self.members.get(index).map(|m| m.config.clone()) else {
+            bail!("no agent {index}");
+        };
+        // Blocking store work of the killed task may hold the database for a moment.
+        let opened = Instant::now();
+        let driver = loop {
+            match daemon::start(&config, None) {
+                Ok(d) => break d,
+                Err(_) if opened.elapsed() < Duration::from_secs(20) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.context(format!("restarting agent {index}"))),
+            }
+        };
+        let shared = driver.shared();
+        let node = driver.node_id();
+        let mut stop = self.stop.subscribe();
+        let task = tokio::spawn(driver.run(async move {
+            let _ = stop.changed().await;
+        }));
+        wait_for("the agent to listen", Duration::from_secs(10), || {
+            shared.listen.lock().is_ok_and(|l| !l.is_empty())
+        })
+        .await?;
+        let addr = match shared.listen.lock() {
+            Ok(l) => format!("{}/p2p/{}", l[0], node.to_peer_id_string()),
+            Err(_) => bail!("agent {index}: status lock poisoned"),
+        };
+        if let Some(m) = self.members.get_mut(index) {
+            m.shared = shared;
+            m.addr = addr;
+            m.task = Some(task);
+        }
+        Ok(())
+    }
+
     /// Waits until every agent in `which` has staged `release`; returns how
     /// long each took from the call.
     pub async fn wait_staged(

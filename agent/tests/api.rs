@@ -2,7 +2,7 @@
 //! `/metrics` text, and `waveguard status` against it.
 
 use std::net::SocketAddr;
-use waveguard_agent::api::{self, ApiState, HaltView, StatusView};
+use waveguard_agent::api::{self, ApiState, HaltView, StatusView, WaveView};
 use waveguard_agent::cli::status::{self, HttpGetError};
 use waveguard_agent::cli::{self, Outcome};
 use waveguard_agent::driver::{Counters, Shared};
@@ -179,13 +179,22 @@ fn status_json_names_node_releases_waves_and_counters() {
     assert_eq!(app["chunks_stored"], 3);
     assert_eq!(app["chunks_total"], 12);
     assert_eq!(app["waves"][0]["gate"], "passed");
+    assert_eq!(app["waves"][0]["name"], "wave 0");
+    assert_eq!(app["waves"][0]["eligible"], 5);
+    assert_eq!(app["waves"][0]["this_node"], false);
     assert_eq!(app["waves"][1]["installed"], 2);
+    assert_eq!(app["waves"][1]["this_node"], true);
     assert!(app["halt"].is_null());
+    assert!(app["halt_reason"].is_null());
 
     let db = &json["releases"][1];
     assert_eq!(db["state"], "halted");
     assert_eq!(db["halt"]["kind"], "gate-failed");
     assert_eq!(db["halt"]["failures"], 2);
+    assert_eq!(
+        db["halt_reason"],
+        "wave 0 gate failed: 2 of 4 reporting nodes failed or went silent"
+    );
 }
 
 #[test]
@@ -223,6 +232,172 @@ fn halt_reason_in_the_state_alone_still_shows() {
     assert_eq!(
         view.halt.map(|h| h.to_string()).as_deref(),
         Some("this node failed: probe exited 1")
+    );
+    assert_eq!(
+        view.halt_reason.as_deref(),
+        Some("this node failed: probe exited 1")
+    );
+}
+
+/// The brief's example: wave 0 of three failed its gate, this node is in wave 1.
+fn canary_failure() -> ReleaseStatus {
+    let reason = HaltReason::GateFailed {
+        wave: 0,
+        failures: 3,
+        reporting: 4,
+    };
+    let mut r = ReleaseBuilder::new("acme", 9)
+        .state(RolloutState::Halted {
+            reason: reason.clone(),
+        })
+        .halt(reason)
+        .build();
+    r.waves = vec![
+        wave(0, [0, 1, 2, 1], GateState::Failed),
+        wave(1, [6, 0, 0, 0], GateState::Pending),
+        wave(2, [0, 0, 0, 0], GateState::Pending),
+    ];
+    r.eligible = vec![4, 6, 10];
+    r
+}
+
+#[test]
+fn release_view_shows_every_waves_counts_and_why_it_halted() {
+    let view = api::ReleaseView::of(&canary_failure());
+    assert_eq!((view.state.as_str(), view.wave), ("halted", 1));
+    assert_eq!(
+        view.waves[0],
+        WaveView {
+            wave: 0,
+            name: "wave 0".into(),
+            eligible: 4,
+            reporting: 4,
+            installed: 0,
+            healthy: 1,
+            failed: 2,
+            silent: 1,
+            gate: "failed".into(),
+            this_node: false,
+        }
+    );
+    let summary: Vec<_> = view
+        .waves
+        .iter()
+        .map(|w| (w.eligible, w.installed, w.gate.as_str(), w.this_node))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (4, 0, "failed", false),
+            (6, 6, "pending", true),
+            (10, 0, "pending", false)
+        ]
+    );
+    assert_eq!(
+        view.halt_reason.as_deref(),
+        Some("wave 0 gate failed: 3 of 4 reporting nodes failed or went silent")
+    );
+
+    // A directive's halt names its seq and reason; a short `eligible` reads as 0.
+    let mut r = ReleaseBuilder::new("acme", 9)
+        .halt(HaltReason::Directive {
+            reason: "canary crash loop".into(),
+            seq: 7,
+        })
+        .build();
+    r.eligible.clear();
+    let view = api::ReleaseView::of(&r);
+    assert_eq!(
+        view.halt_reason.as_deref(),
+        Some("directive #7: canary crash loop")
+    );
+    assert!(view.waves.iter().all(|w| w.eligible == 0));
+}
+
+#[test]
+fn status_view_json_round_trips_with_stable_field_names() {
+    let mut node = sample_status();
+    node.releases.push(canary_failure());
+    let view = StatusView::of(&NODE, Some(&node), &sample_counters(), &[]);
+    let json = serde_json::to_string(&view).unwrap();
+    assert_eq!(serde_json::from_str::<StatusView>(&json).unwrap(), view);
+
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let release = &value["releases"][2];
+    let mut keys: Vec<_> = release["waves"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "eligible",
+            "failed",
+            "gate",
+            "healthy",
+            "installed",
+            "name",
+            "reporting",
+            "silent",
+            "this_node",
+            "wave"
+        ]
+    );
+    assert_eq!(
+        release["halt_reason"],
+        "wave 0 gate failed: 3 of 4 reporting nodes failed or went silent"
+    );
+}
+
+#[test]
+fn a_release_without_the_newer_fields_still_reads() {
+    // What an agent sent before waves had names, eligible counts and a worded halt.
+    let old = serde_json::json!({
+        "id": "ab", "product": "app", "version": "1.0.0", "state": "halted",
+        "since": null, "wave": 0, "chunks_stored": 1, "chunks_total": 2,
+        "waves": [{"wave": 0, "reporting": 2, "installed": 0, "healthy": 0,
+                   "failed": 2, "silent": 0, "gate": "failed"}],
+        "halt": {"kind": "directive", "reason": "stop", "seq": 3},
+    });
+    let view: api::ReleaseView = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        (view.waves[0].eligible, view.waves[0].name.as_str()),
+        (0, "")
+    );
+    assert_eq!(view.halt_reason, None);
+    let mut status = StatusView::of(&NODE, Some(&sample_status()), &Counters::default(), &[]);
+    status.releases = vec![view];
+    let text = status::StatusReport { status }.to_string();
+    assert!(text.contains("\n  halted: directive #3: stop"), "{text}");
+    // No `this_node` either, so no row is marked.
+    let row = "\n    0            0          0        0       2       0  failed\n";
+    assert!(text.contains(row), "{text}");
+}
+
+#[test]
+fn status_prints_a_wave_table_and_the_halt() {
+    let node = NodeStatus {
+        releases: vec![canary_failure()],
+        ..sample_status()
+    };
+    let status = StatusView::of(&NODE, Some(&node), &Counters::default(), &[]);
+    let text = status::StatusReport { status }.to_string();
+    let release = text
+        .split_once("\nacme ")
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("no release in\n{text}"));
+    assert_eq!(
+        release,
+        "1.0.0  (release 0909090909090909…)  state halted, this node in wave 1
+  chunks: 3/12 (25%)
+    wave  eligible  installed  healthy  failed  silent  gate
+    0            4          0        1       2       1  failed
+  * 1            6          6        0       0       0  pending
+    2           10          0        0       0       0  pending
+  halted: wave 0 gate failed: 3 of 4 reporting nodes failed or went silent"
     );
 }
 
@@ -295,21 +470,17 @@ fn status_command_prints_releases_waves_and_halts() {
   chunks: 40 stored, 2 rejected, 0 store failures; 1 peers banned, 0 inputs refused
   traffic lan: 1.5 KiB up, 3.0 MiB down
   traffic wan: 0 B up, 0 B down
-release app 1.0.0 (0101010101010101…)
-  state:    baking since 2030-01-01T00:00:00Z
-  wave:     1
-  progress: 3/12 chunks (25%)
-  wave   reporting installed healthy failed silent  gate
-  0              5         0       5      0      0  passed
-  1              3         2       1      0      0  pending *
-release db 1.0.0 (0202020202020202…)
-  state:    halted
-  wave:     1
-  progress: 3/12 chunks (25%)
-  halted:   wave 0 failed its health gate (2 of 4 nodes failed or silent)
-  wave   reporting installed healthy failed silent  gate
-  0              5         0       5      0      0  passed
-  1              3         2       1      0      0  pending *",
+app 1.0.0  (release 0101010101010101…)  state baking since 2030-01-01T00:00:00Z, this node in wave 1
+  chunks: 3/12 (25%)
+    wave  eligible  installed  healthy  failed  silent  gate
+    0            5          0        5       0       0  passed
+  * 1            3          2        1       0       0  pending
+db 1.0.0  (release 0202020202020202…)  state halted, this node in wave 1
+  chunks: 3/12 (25%)
+    wave  eligible  installed  healthy  failed  silent  gate
+    0            5          0        5       0       0  passed
+  * 1            3          2        1       0       0  pending
+  halted: wave 0 gate failed: 2 of 4 reporting nodes failed or went silent",
         node = NODE.to_peer_id_string()
     );
     assert_eq!(text, expected);

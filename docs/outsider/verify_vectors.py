@@ -204,12 +204,14 @@ def check_wire(c: Checker, v: dict, rid: bytes, signed: dict) -> None:
         "request_chunk_list": wg.frame(1, rid),
         "request_chunk_300": wg.frame(2, rid + wg.varint(300)),
         "request_have": wg.frame(3, rid + wg.pc_bytes(bits)),
+        "request_health": wg.frame(4, rid + wg.varint(2)),
         "response_metadata": wg.frame(0, bundle),
         "response_chunk_list": wg.frame(1, wg.pc_bytes(chunk_list)),
         "response_chunk_hello": wg.frame(2, wg.pc_bytes(b"hello")),
         "response_have": wg.frame(3, wg.pc_bytes(bits)),
         "response_not_found": wg.frame(4),
         "response_busy": wg.frame(5),
+        "response_health": wg.frame(6, wg.pc_signed_health_seq([(report, None)])),
         "gossip_metadata": wg.frame(0, bundle),
         "gossip_health": wg.frame(1, wg.pc_signed_health(report, None)),
         "gossip_halt": wg.frame(2, rid + wg.varint(1) + wg.varint(1) + wg.pc_signed_health(b"{}", b"[]")),
@@ -221,9 +223,10 @@ def check_wire(c: Checker, v: dict, rid: bytes, signed: dict) -> None:
         c.eq(f"wire.messages.{name}", data.hex(), v["messages"].get(name))
 
 
-def check_wire_decodes(c: Checker, v: dict, rid: bytes) -> None:
+def check_wire_decodes(c: Checker, v: dict, rid: bytes, signed: dict) -> None:
     """Every request and response vector reads back (sections 12.1, 12.2) as its message."""
     bits = bitfield(10, [0, 3, 9])
+    report = signed["health_report"]["envelope"].encode()
     pieces = [b"hello", b", ", b"world"]
     chunk_list = wg.encode_chunk_list([(len(p), blake3.blake3(p).digest()) for p in pieces])
     expected = {
@@ -231,12 +234,14 @@ def check_wire_decodes(c: Checker, v: dict, rid: bytes) -> None:
         "request_chunk_list": ("ChunkList", rid),
         "request_chunk_300": ("Chunk", rid, 300),
         "request_have": ("Have", rid, bits),
+        "request_health": ("Health", rid, 2),
         "response_metadata": ("Metadata", [b"R1", b"R2"], b"T", b"S", b"X"),
         "response_chunk_list": ("ChunkList", chunk_list),
         "response_chunk_hello": ("Chunk", b"hello"),
         "response_have": ("Have", bits),
         "response_not_found": ("NotFound",),
         "response_busy": ("Busy",),
+        "response_health": ("Health", [(report, None)]),
     }
     for name, want in expected.items():
         data = bytes.fromhex(v["messages"].get(name, ""))
@@ -246,6 +251,23 @@ def check_wire_decodes(c: Checker, v: dict, rid: bytes) -> None:
         except wg.Refused as e:
             got = f"refused: {e}"
         c.eq(f"wire.messages.{name} decodes", got, want)
+    # The report a health sync response carries verifies as a gossiped one would (11.2, 11.8).
+    try:
+        (_, [(synced, cert)]) = wg.decode_response(bytes.fromhex(v["messages"].get("response_health", "")))
+        env = wg.read_envelope(synced)
+        signed_doc = env["signed"]
+        public = bytes.fromhex(signed_doc["node"])
+        keys = {wg.key_id(public): wg.tuf_public_key(public)}
+        ok = (
+            cert is None
+            and signed_doc["_type"] == "waveguard-health"
+            and signed_doc["release"] == rid.hex()
+            and signed_doc["status"] in wg.HEALTH_STATUSES
+            and wg.count_valid_signatures(env, list(keys), keys) == 1
+        )
+    except (wg.Refused, ValueError, KeyError) as e:
+        ok = f"refused: {e}"
+    c.eq("wire.messages.response_health carries a report signed by its node", ok, True)
 
 
 def check_refused(c: Checker, v: dict, signed: dict, rid: bytes) -> None:
@@ -271,6 +293,7 @@ def check_refused(c: Checker, v: dict, signed: dict, rid: bytes) -> None:
         "request_metadata_padded_variant": ("request", bytes([wg.WIRE_VERSION, 0x80, 0x00])),
         "request_chunk_padded_index": ("request", wg.frame(2, rid + bytes([0x80, 0x00]))),
         "response_chunk_padded_length": ("response", wg.frame(2, bytes([0x85, 0x00]) + b"hello")),
+        "response_health_257_reports": ("response", wg.frame(6, wg.pc_signed_health_seq([(b"{}", None)] * 257))),
     }
     c.eq("refused.frames (names)", [f["name"] for f in v["frames"]], list(want_frames))
     for f in v["frames"]:
@@ -302,24 +325,34 @@ def check_directive(c: Checker, v: dict, rid: bytes) -> None:
     c.eq("directive.envelope", wg.sign_envelope(doc, [seed]).decode(), v["envelope"])
 
 
-def gate(max_failure_ppm: int, min_reports: int, reporting: int, failures: int, healthy: int, baked: bool) -> str:
-    """Section 11.5."""
-    if reporting >= min_reports and failures * wg.PPM >= max_failure_ppm * reporting:
-        return "failed"
-    if healthy >= min_reports and baked:
-        return "passed"
-    return "pending"
-
-
 def check_gate(c: Checker, v: dict) -> None:
     for i, d in enumerate(v["decisions"]):
-        got = gate(d["max_failure_ppm"], d["min_reports"], d["reporting"], d["failures"], d["healthy"], d["baked"])
+        got = wg.gate(d["max_failure_ppm"], d["min_reports"], d["reporting"], d["failures"], d["healthy"], d["baked"])
         c.eq(f"gate.decisions[{i}]", got, d["gate"])
-    silence_ms = v["silence_seconds"] * 1000
+    silence = v["silence_seconds"]
     for i, s in enumerate(v["silence"]):
         time = wg.parse_time(s["report_time"])
         now = time + s["now_millis_after"]
-        c.eq(f"gate.silence[{i}]", "silent" if now > time + silence_ms else "healthy", s["condition"])
+        c.eq(f"gate.silence[{i}]", wg.node_condition("healthy", time, now, silence), s["condition"])
+    # Each status just before and after the silence boundary and a day on (section 11.5).
+    offsets = [600_000, 600_001, 86_400_000]
+    cases = [(status, ms) for status in wg.HEALTH_STATUSES for ms in offsets]
+    conditions = v.get("conditions", [])
+    c.eq("gate.conditions (cases)", [(s["status"], s["now_millis_after"]) for s in conditions], cases)
+    for s in conditions:
+        time = wg.parse_time(s["report_time"])
+        now = time + s["now_millis_after"]
+        got = wg.node_condition(s["status"], time, now, silence)
+        c.eq(f"gate.conditions[{s['status']} +{s['now_millis_after']} ms]", got, s["condition"])
+    # The point of `baked`: a wave whose nodes all sent their final report a day
+    # ago still passes (with 3 such nodes, min_reports 3, baked by the schedule),
+    # where the same nodes' last heartbeats would fail it as silent.
+    day = 86_400_000
+    for status, want in (("baked", "passed"), ("healthy", "failed")):
+        counted = [wg.node_condition(status, 0, day, silence) for _ in range(3)]
+        failures = sum(1 for x in counted if x in ("failed", "silent"))
+        healthy = counted.count("healthy")
+        c.eq(f"gate: 3 nodes whose latest report is {status!r} a day old", wg.gate(200_000, 3, 3, failures, healthy, True), want)
 
 
 def check_tuf(c: Checker, v: dict) -> None:
@@ -389,7 +422,7 @@ def main() -> int:
     check_signed(c, vectors["signed"], rid)
     check_waves(c, vectors["waves"], rid)
     check_wire(c, vectors["wire"], rid, vectors["signed"])
-    check_wire_decodes(c, vectors["wire"], rid)
+    check_wire_decodes(c, vectors["wire"], rid, vectors["signed"])
     check_refused(c, vectors["refused"], vectors["signed"], rid)
     check_directive(c, vectors["directive"], rid)
     check_gate(c, vectors["gate"])

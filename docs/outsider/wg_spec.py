@@ -320,6 +320,35 @@ def scheduled_open(start_ms: int, bakes: list[int], index: int) -> int:
     return start_ms + 1000 * sum(bakes[:index])
 
 
+# --- Section 11: health statuses and the gate rule --------------------------------
+
+HEALTH_STATUSES = ("installed", "healthy", "baked", "unhealthy", "install-failed", "rolled-back")
+FAILURE_STATUSES = ("unhealthy", "install-failed", "rolled-back")
+
+
+def node_condition(status: str, time_ms: int, now_ms: int, silence_seconds: int) -> str:
+    """Section 11.5: how a node whose latest report has `status` and `time_ms` counts at `now_ms`.
+    A `baked` report is final and never silent."""
+    if status not in HEALTH_STATUSES:
+        raise ValueError(f"health status {status!r} is unknown")
+    if status in FAILURE_STATUSES:
+        return "failed"
+    if status == "baked":
+        return "healthy"
+    if now_ms > time_ms + 1000 * silence_seconds:
+        return "silent"
+    return status  # "installed" or "healthy", heard from recently
+
+
+def gate(max_failure_ppm: int, min_reports: int, reporting: int, failures: int, healthy: int, baked: bool) -> str:
+    """Section 11.5 on counts; `baked` is now >= scheduled_open(w + 1)."""
+    if reporting >= min_reports and failures * PPM >= max_failure_ppm * reporting:
+        return "failed"
+    if healthy >= min_reports and baked:
+        return "passed"
+    return "pending"
+
+
 # --- Section 12: wire (postcard) -------------------------------------------------
 
 WIRE_VERSION = 1
@@ -351,6 +380,11 @@ def pc_bundle(roots: list[bytes], timestamp: bytes, snapshot: bytes, targets: by
 
 def pc_signed_health(report: bytes, cert: bytes | None) -> bytes:
     return pc_bytes(report) + pc_option(cert)
+
+
+def pc_signed_health_seq(reports: list[tuple[bytes, bytes | None]]) -> bytes:
+    """seq<SignedHealth> (section 12.3), as in halt evidence and health sync responses."""
+    return varint(len(reports)) + b"".join(pc_signed_health(r, c) for r, c in reports)
 
 
 def frame(variant: int, body: bytes = b"") -> bytes:
@@ -393,6 +427,23 @@ class FrameReader:
     def bytes(self) -> bytes:
         return self.raw(self.varint(64))
 
+    def option_bytes(self) -> bytes | None:
+        (tag,) = self.raw(1)
+        if tag == 0:
+            return None
+        if tag == 1:
+            return self.bytes()
+        raise Refused("malformed", f"an Option tag is {tag}, not 0 or 1")
+
+    def signed_health_seq(self) -> list[tuple[bytes, bytes | None]]:
+        """seq<SignedHealth>: each element is read from bytes that are there, so a
+        huge declared count fails on the short input before anything is reserved."""
+        count = self.varint(64)
+        out = []
+        for _ in range(count):
+            out.append((self.bytes(), self.option_bytes()))
+        return out
+
     def end(self) -> None:
         if self.pos != len(self.data):
             raise Refused("trailing", f"{len(self.data) - self.pos} bytes left over")
@@ -410,6 +461,8 @@ def decode_request(data: bytes) -> tuple:
         out = ("Chunk", r.raw(32), r.varint(32))
     elif v == 3:
         out = ("Have", r.raw(32), r.bytes())
+    elif v == 4:
+        out = ("Health", r.raw(32), r.varint(32))
     else:
         raise Refused("malformed", f"request variant {v} is unknown")
     r.end()
@@ -429,9 +482,17 @@ def decode_response(data: bytes) -> tuple:
         out = ("Have", r.bytes())
     elif v in (4, 5):
         out = ("NotFound" if v == 4 else "Busy",)
+    elif v == 6:
+        out = ("Health", r.signed_health_seq())
     else:
         raise Refused("malformed", f"response variant {v} is unknown")
     r.end()
+    # Section 12.4: counts checked after decoding.
+    if out[0] == "Health":
+        if len(out[1]) > MAX_EVIDENCE_REPORTS:
+            raise Refused("count-too-large", f"{len(out[1])} health reports, over the limit of {MAX_EVIDENCE_REPORTS}")
+        if len(data) > MAX_GOSSIP_BYTES:
+            raise Refused("count-too-large", f"a health response of {len(data)} bytes, over {MAX_GOSSIP_BYTES}")
     return out
 
 
@@ -440,3 +501,5 @@ def decode_response(data: bytes) -> tuple:
 MAX_CHUNKS_PER_RELEASE = 1 << 17
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
 MAX_SIGNATURES = 64
+MAX_EVIDENCE_REPORTS = 256
+MAX_GOSSIP_BYTES = 1 << 20

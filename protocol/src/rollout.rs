@@ -14,11 +14,11 @@
 //! for example, install a halted release.
 
 use crate::time::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why a release stopped on this node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum HaltReason {
     /// A wave's health gate failed on the evidence this node holds.
@@ -45,7 +45,7 @@ pub enum HaltReason {
 }
 
 /// Where one release stands on this node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "state")]
 pub enum RolloutState {
     /// Trusted metadata names it; nothing fetched yet.
@@ -110,6 +110,9 @@ pub enum RolloutEvent {
     RollbackFinished,
     /// A signed resume directive lifted a halt on a release not yet installed here.
     Resume,
+    /// After a restart: the state this node recorded durably before it stopped, once it
+    /// had started installing (see [`RolloutRecord`]).
+    Restore(RolloutState),
 }
 
 /// A transition that the state machine does not allow.
@@ -150,6 +153,11 @@ impl RolloutState {
                 reason: reason.clone(),
             },
             (S::Halted { .. }, E::Resume) => S::Discovered,
+            (S::Discovered | S::Fetching | S::Staging | S::Staged, E::Restore(s))
+                if s.is_installed() || s.is_stopped() =>
+            {
+                s.clone()
+            }
             // Halts are idempotent in terminal and stopping states.
             (S::Halted { .. } | S::RollingBack { .. } | S::RolledBack { .. }, E::Halt(_)) => self,
             _ => return Err(IllegalTransition { state: self, event }),
@@ -189,6 +197,53 @@ impl RolloutState {
             RolloutState::RollingBack { .. } => "rolling-back",
             RolloutState::RolledBack { .. } => "rolled-back",
         }
+    }
+}
+
+/// Largest encoded [`RolloutRecord`]: a state and a halt reason with their bounded texts.
+pub const MAX_ROLLOUT_RECORD_BYTES: usize = 8 * 1024;
+
+/// What a node keeps durably about one release once it has started installing it, so that a
+/// restart (a crash, a reboot the update asked for) neither installs it again nor forgets
+/// that it rolled it back or halted it. The driver stores the bytes of
+/// [`crate::node::Output::StoreRollout`] and feeds them back at start-up as
+/// [`crate::node::Input::RolloutRestored`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRecord {
+    /// The state when recorded.
+    pub state: RolloutState,
+    /// The latched halt, if any.
+    pub halt: Option<HaltReason>,
+    /// The last health report sequence number sent.
+    pub seq: u64,
+}
+
+/// A stored rollout record could not be read.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// Larger than any record this implementation writes.
+    #[error("rollout record of {0} bytes is over the limit of {MAX_ROLLOUT_RECORD_BYTES}")]
+    TooLarge(usize),
+    /// Not a record (damaged, or written by an incompatible version).
+    #[error("rollout record does not parse: {0}")]
+    Malformed(String),
+}
+
+impl RolloutRecord {
+    /// The stored form (JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        // A record holds only strings, integers and enums: serializing cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads a stored record, refusing anything over [`MAX_ROLLOUT_RECORD_BYTES`].
+    pub fn decode(bytes: &[u8]) -> Result<RolloutRecord, RecordError> {
+        if bytes.len() > MAX_ROLLOUT_RECORD_BYTES {
+            return Err(RecordError::TooLarge(bytes.len()));
+        }
+        serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))
     }
 }
 
@@ -241,6 +296,44 @@ mod tests {
         let s = s.next(RolloutEvent::RollbackFinished).unwrap();
         assert!(matches!(s, RolloutState::RolledBack { .. }));
         assert!(s.clone().next(RolloutEvent::Halt(halt())).is_ok());
+    }
+
+    #[test]
+    fn only_a_fresh_release_is_restored_and_only_to_an_installed_or_stopped_state() {
+        let baking = RolloutState::Baking {
+            installed_at: Timestamp(7),
+        };
+        assert_eq!(
+            RolloutState::Fetching
+                .next(RolloutEvent::Restore(baking.clone()))
+                .unwrap(),
+            baking
+        );
+        assert!(RolloutState::Staged
+            .next(RolloutEvent::Restore(RolloutState::Staged))
+            .is_err());
+        assert!(baking
+            .clone()
+            .next(RolloutEvent::Restore(RolloutState::Healthy))
+            .is_err());
+    }
+
+    #[test]
+    fn records_round_trip_and_damaged_ones_are_refused() {
+        let rec = RolloutRecord {
+            state: RolloutState::RolledBack { reason: halt() },
+            halt: Some(halt()),
+            seq: 1_900_000_000_123,
+        };
+        assert_eq!(RolloutRecord::decode(&rec.encode()).unwrap(), rec);
+        assert!(matches!(
+            RolloutRecord::decode(b"{\"state\":"),
+            Err(RecordError::Malformed(_))
+        ));
+        assert!(matches!(
+            RolloutRecord::decode(&vec![b' '; MAX_ROLLOUT_RECORD_BYTES + 1]),
+            Err(RecordError::TooLarge(_))
+        ));
     }
 
     #[test]

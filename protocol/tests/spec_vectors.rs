@@ -336,6 +336,14 @@ fn wire_vector() -> Value {
         .encode(),
     );
     put(
+        "request_health",
+        Request::Health {
+            release: rid,
+            wave: 2,
+        }
+        .encode(),
+    );
+    put(
         "response_metadata",
         Response::Metadata(bundle.clone()).encode(),
     );
@@ -356,6 +364,10 @@ fn wire_vector() -> Value {
     );
     put("response_not_found", Response::NotFound.encode());
     put("response_busy", Response::Busy.encode());
+    put(
+        "response_health",
+        Response::Health(vec![report.clone()]).encode(),
+    );
     put("gossip_metadata", Gossip::Metadata(bundle).encode());
     put("gossip_health", Gossip::Health(report).encode());
     put(
@@ -434,10 +446,31 @@ fn gate_vector() -> Value {
         );
         json!({"report_time": START, "now_millis_after": secs, "condition": lower_debug(&c)})
     };
+    // How each status counts just before and after the silence boundary and a day on:
+    // `baked` (a final report) is never silent.
+    let statuses = [
+        HealthStatus::Installed,
+        HealthStatus::Healthy,
+        HealthStatus::Baked,
+        HealthStatus::Unhealthy,
+        HealthStatus::InstallFailed,
+        HealthStatus::RolledBack,
+    ];
+    let conditions: Vec<Value> = statuses
+        .iter()
+        .flat_map(|&status| {
+            [600_000u64, 600_001, 86_400_000].map(|millis| {
+                let c = condition(status, start(), start().plus_millis(millis), &h);
+                json!({"status": status, "report_time": START, "now_millis_after": millis,
+                       "condition": lower_debug(&c)})
+            })
+        })
+        .collect();
     json!({
         "decisions": decisions,
         "silence_seconds": 600,
         "silence": [at(600_000), at(600_001)],
+        "conditions": conditions,
     })
 }
 
@@ -506,6 +539,7 @@ fn frame_verdict(kind: &str, bytes: &[u8]) -> &'static str {
     match result {
         Ok(()) => "accepted",
         Err(WireError::NotMinimal(_)) => "not-minimal",
+        Err(WireError::CountTooLarge { .. }) => "count-too-large",
         Err(_) => "other",
     }
 }
@@ -524,7 +558,7 @@ fn pad_last_varint(frame: Vec<u8>, last: u8) -> Vec<u8> {
 }
 
 /// Envelopes and frames that decode in a lenient reader but that spec
-/// sections 5.2 and 12.1 require a reader to refuse, with the step that
+/// sections 5.2, 12.1 and 12.4 require a reader to refuse, with the step that
 /// refuses each.
 fn refused_vector() -> Value {
     let report = sign_report(&key1(), health_report(), None);
@@ -552,10 +586,17 @@ fn refused_vector() -> Value {
     let mut hello = Response::Chunk(ByteBuf::from(b"hello".to_vec())).encode();
     let body = hello.split_off(3);
     let hello = [pad_last_varint(hello, 5), body].concat();
+    // A health sync response of one report more than MAX_EVIDENCE_REPORTS (256).
+    let tiny = SignedHealth {
+        report: ByteBuf::from(b"{}".to_vec()),
+        cert: None,
+    };
+    let too_many = Response::Health(vec![tiny; 257]).encode();
     let frames: Vec<Value> = [
         ("request_metadata_padded_variant", "request", pad_last_varint(Request::Metadata.encode(), 0)),
         ("request_chunk_padded_index", "request", pad_last_varint(chunk, 0)),
         ("response_chunk_padded_length", "response", hello),
+        ("response_health_257_reports", "response", too_many),
     ]
     .into_iter()
     .map(|(name, kind, bytes)| {
@@ -730,6 +771,7 @@ fn refusal_vectors_are_refused_at_the_step_the_spec_names() {
             ("request_metadata_padded_variant", "not-minimal"),
             ("request_chunk_padded_index", "not-minimal"),
             ("response_chunk_padded_length", "not-minimal"),
+            ("response_health_257_reports", "count-too-large"),
         ]
     );
 }

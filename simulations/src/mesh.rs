@@ -112,6 +112,7 @@ struct SimNode {
     /// What the engine asked to keep durably, for restarts.
     saved_trust: Option<StoredTrust>,
     saved_lists: BTreeMap<ReleaseId, Vec<u8>>,
+    saved_rollouts: BTreeMap<ReleaseId, Vec<u8>>,
     /// How often each chunk was written: a restart must not fetch a stored chunk again.
     writes: HashMap<ChunkHash, u32>,
     /// Serves chunks with a flipped byte (a hostile peer that bypasses its engine).
@@ -194,6 +195,7 @@ impl Mesh {
                 node_config,
                 saved_trust: None,
                 saved_lists: BTreeMap::new(),
+                saved_rollouts: BTreeMap::new(),
                 writes: HashMap::new(),
                 liar: false,
                 store: HashMap::new(),
@@ -585,6 +587,9 @@ impl Mesh {
                 }
             }
             Output::StoreTrust(stored) => self.nodes[i].saved_trust = Some(stored),
+            Output::StoreRollout { release, data } => {
+                self.nodes[i].saved_rollouts.insert(release, data);
+            }
             Output::StoreChunkList { release, data } => {
                 self.nodes[i].saved_lists.insert(release, data);
             }
@@ -712,6 +717,11 @@ impl Mesh {
         held.sort();
         let lists: Vec<(ReleaseId, Vec<u8>)> =
             n.saved_lists.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let rollouts: Vec<(ReleaseId, Vec<u8>)> = n
+            .saved_rollouts
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         let neighbours: Vec<usize> = n.neighbours.iter().copied().collect();
         // Replies still in flight to the old process are lost with it.
         self.routes.retain(|_, (requester, _)| *requester != i);
@@ -728,6 +738,15 @@ impl Mesh {
                 Event::Deliver {
                     to: i,
                     input: Input::ChunkList { release, data },
+                },
+            );
+        }
+        for (release, data) in rollouts {
+            self.queue.push(
+                now,
+                Event::Deliver {
+                    to: i,
+                    input: Input::RolloutRestored { release, data },
                 },
             );
         }

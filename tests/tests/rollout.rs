@@ -584,3 +584,61 @@ async fn uncertified_replayed_and_lone_failure_reports_change_no_gate() {
     }
     fleet.bed.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_reboots_while_baking_keeps_baking_and_installs_only_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every install appends a line to the agent's own log: a second install would show.
+    let mut fleet = Fleet::start(tmp.path(), release(rollout("6s"), false), |_, _| {
+        AgentSpec {
+            hooks: HooksConfig {
+                install: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo \"$WAVEGUARD_VERSION\" >> \"$WAVEGUARD_INSTALL_DIR/../../../installs.log\""
+                        .into(),
+                ]),
+                timeout_secs: 5,
+                ..HooksConfig::default()
+            },
+            ..AgentSpec::default()
+        }
+    })
+    .await;
+    let canary = fleet.in_wave(0)[0];
+    fleet
+        .wait("the canary to bake", 40, |f| {
+            f.state(canary).is_some_and(|s| s.name() == "baking")
+        })
+        .await;
+    fleet.bed.restart(canary).await.expect("restart");
+    // Right after the restart it is baking again, from its stored record, not staging.
+    fleet
+        .wait("the restarted canary to resume", 20, |f| {
+            f.state(canary).is_some_and(|s| s.name() != "discovered")
+        })
+        .await;
+    let resumed = fleet.state(canary).map(|s| s.name());
+    assert!(
+        matches!(resumed, Some("baking" | "healthy")),
+        "after its restart the canary is {resumed:?}"
+    );
+    fleet
+        .wait("every agent healthy", 90, |f| {
+            f.all()
+                .iter()
+                .all(|&i| f.state(i) == Some(RolloutState::Healthy))
+        })
+        .await;
+    for i in fleet.all() {
+        let log = fleet.bed.members[i].config.data_dir.join("installs.log");
+        let installs = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            installs.lines().count(),
+            1,
+            "agent {i} ran its install hook {} times",
+            installs.lines().count()
+        );
+    }
+    fleet.bed.shutdown().await;
+}

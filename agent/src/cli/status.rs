@@ -1,12 +1,14 @@
 //! `waveguard status`: asks a running agent's HTTP API for `/status` and
-//! prints it readably.
+//! prints it readably: the agent, then per release its state and a table of
+//! its waves (eligible, installed, healthy, failed, silent, gate) and why it
+//! halted.
 //!
 //! The request is a plain HTTP/1.1 GET over a blocking `std` TCP stream with
 //! timeouts and a size cap: the command needs nothing more, and so needs no
 //! async runtime or HTTP client crate. `waveguard halt` and `resume` use the
 //! same client ([`http_request`]) to POST a directive.
 
-use crate::api::{ReleaseView, StatusView};
+use crate::api::{ReleaseView, StatusView, WaveView};
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -261,48 +263,86 @@ fn percent(stored: u32, total: u32) -> u64 {
     }
 }
 
+/// A wave's label: its index, then its name unless that is only `wave N`.
+fn wave_label(w: &WaveView) -> String {
+    if w.name.is_empty() || w.name == format!("wave {}", w.wave) {
+        w.wave.to_string()
+    } else {
+        format!("{} {}", w.wave, w.name)
+    }
+}
+
+/// The columns of the wave table after the label.
+const WAVE_COLUMNS: [&str; 5] = ["eligible", "installed", "healthy", "failed", "silent"];
+
+fn wave_counts(w: &WaveView) -> [u64; 5] {
+    [w.eligible, w.installed, w.healthy, w.failed, w.silent]
+}
+
+/// One release: a header line, its chunks, a table of its waves (`*` marks
+/// this node's) and why it halted, if it did.
 fn write_release(f: &mut fmt::Formatter<'_>, r: &ReleaseView) -> fmt::Result {
     let short = r.id.get(..16).unwrap_or(&r.id);
-    writeln!(f, "release {} {} ({short}…)", r.product, r.version)?;
-    match r.since {
-        Some(t) => writeln!(f, "  state:    {} since {t}", r.state)?,
-        None => writeln!(f, "  state:    {}", r.state)?,
+    write!(
+        f,
+        "{} {}  (release {short}…)  state {}",
+        r.product, r.version, r.state
+    )?;
+    if let Some(t) = r.since {
+        write!(f, " since {t}")?;
     }
-    writeln!(f, "  wave:     {}", r.wave)?;
+    match r.waves.iter().find(|w| w.wave == r.wave).map(wave_label) {
+        Some(label) => writeln!(f, ", this node in wave {label}")?,
+        None => writeln!(f, ", this node in wave {}", r.wave)?,
+    }
     if r.chunks_total == 0 {
         writeln!(
             f,
-            "  progress: {} chunks (chunk list not known yet)",
+            "  chunks: {} (chunk list not known yet)",
             r.chunks_stored
         )?;
     } else {
         writeln!(
             f,
-            "  progress: {}/{} chunks ({}%)",
+            "  chunks: {}/{} ({}%)",
             r.chunks_stored,
             r.chunks_total,
             percent(r.chunks_stored, r.chunks_total)
         )?;
     }
-    if let Some(halt) = &r.halt {
-        writeln!(f, "  halted:   {halt}")?;
-    }
-    writeln!(
-        f,
-        "  {:<6} {:>9} {:>9} {:>7} {:>6} {:>6}  gate",
-        "wave", "reporting", "installed", "healthy", "failed", "silent"
-    )?;
-    for w in &r.waves {
-        let gate = serde_json::to_value(w.gate)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
+    if !r.waves.is_empty() {
+        let labels: Vec<String> = r.waves.iter().map(wave_label).collect();
+        let label_width = labels
+            .iter()
+            .map(|l| l.chars().count())
+            .chain(std::iter::once("wave".len()))
+            .max()
             .unwrap_or_default();
-        let mine = if w.wave == r.wave { " *" } else { "" };
-        writeln!(
-            f,
-            "  {:<6} {:>9} {:>9} {:>7} {:>6} {:>6}  {gate}{mine}",
-            w.wave, w.reporting, w.installed, w.healthy, w.failed, w.silent
-        )?;
+        let mut widths = WAVE_COLUMNS.map(str::len);
+        for w in &r.waves {
+            for (width, n) in widths.iter_mut().zip(wave_counts(w)) {
+                *width = (*width).max(n.to_string().len());
+            }
+        }
+        write!(f, "    {:<label_width$}", "wave")?;
+        for (name, width) in WAVE_COLUMNS.iter().zip(widths) {
+            write!(f, "  {name:>width$}")?;
+        }
+        writeln!(f, "  gate")?;
+        for (w, label) in r.waves.iter().zip(&labels) {
+            let mark = if w.this_node { '*' } else { ' ' };
+            write!(f, "  {mark} {label:<label_width$}")?;
+            for (n, width) in wave_counts(w).into_iter().zip(widths) {
+                write!(f, "  {n:>width$}")?;
+            }
+            writeln!(f, "  {}", w.gate)?;
+        }
+    }
+    // An older agent sends no `halt_reason`: word the structured reason here.
+    match (&r.halt_reason, &r.halt) {
+        (Some(reason), _) => writeln!(f, "  halted: {reason}")?,
+        (None, Some(halt)) => writeln!(f, "  halted: {halt}")?,
+        (None, None) => {}
     }
     Ok(())
 }

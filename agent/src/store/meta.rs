@@ -3,11 +3,12 @@
 //!
 //! Trees: the default tree holds only the format marker; `chunks` maps a
 //! chunk hash (32 bytes) to its length (u32, big-endian); `chunk_lists` and
-//! `trust` belong to [`super::lists`] and [`super::trust`]. Every change is
+//! `trust` belong to [`super::lists`] and [`super::trust`], `rollouts` to
+//! [`super::rollouts`]. Every change is
 //! followed by a flush (an fsync), because the engine is told a chunk is
 //! durable as soon as the call returns.
 
-use super::{lists, trust, History, OpenError, FORMAT_FILE};
+use super::{lists, rollouts, trust, History, OpenError, FORMAT_FILE};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use waveguard_protocol::chunk::ChunkHash;
@@ -27,6 +28,7 @@ const FORMAT_KEY: &[u8] = b"format";
 const CHUNKS_TREE: &[u8] = b"chunks";
 pub(super) const LISTS_TREE: &[u8] = b"chunk_lists";
 pub(super) const TRUST_TREE: &[u8] = b"trust";
+pub(super) const ROLLOUTS_TREE: &[u8] = b"rollouts";
 
 /// Handles on the open database.
 #[derive(Debug)]
@@ -36,6 +38,7 @@ pub(super) struct Meta {
     chunks: sled::Tree,
     pub(super) lists: sled::Tree,
     pub(super) trust: sled::Tree,
+    pub(super) rollouts: sled::Tree,
 }
 
 impl Meta {
@@ -64,6 +67,7 @@ impl Meta {
             chunks: db.open_tree(CHUNKS_TREE).map_err(db_err)?,
             lists: db.open_tree(LISTS_TREE).map_err(db_err)?,
             trust: db.open_tree(TRUST_TREE).map_err(db_err)?,
+            rollouts: db.open_tree(ROLLOUTS_TREE).map_err(db_err)?,
             db,
         };
         let corrupt = |detail| OpenError::Corrupt {
@@ -72,6 +76,7 @@ impl Meta {
         };
         trust::validate(&meta.trust).map_err(corrupt)?;
         lists::validate(&meta.lists).map_err(corrupt)?;
+        rollouts::validate(&meta.rollouts).map_err(corrupt)?;
         Ok(meta)
     }
 

@@ -116,6 +116,15 @@ pub enum Input {
     },
     /// A signed halt or resume directive from the local operator: verified, applied and broadcast.
     Directive(Vec<u8>),
+    /// At start-up, a record kept from [`Output::StoreRollout`] before the node stopped: the
+    /// release resumes where it was (baking, healthy, rolled back, halted) instead of being
+    /// installed again. Feed it after [`Input::ChunksHeld`] and [`Input::ChunkList`].
+    RolloutRestored {
+        /// The release.
+        release: ReleaseId,
+        /// The record's bytes, as stored.
+        data: Vec<u8>,
+    },
 }
 
 /// What the driver should do with a gossip message.
@@ -190,6 +199,15 @@ pub enum Output {
     },
     /// Keep the trusted metadata durably (rollback protection across restarts depends on it).
     StoreTrust(StoredTrust),
+    /// Keep this record of a release's rollout durably, replacing the previous one; feed it
+    /// back after a restart as [`Input::RolloutRestored`]. Emitted whenever the release's
+    /// install state or halt changes once an install has started.
+    StoreRollout {
+        /// The release.
+        release: ReleaseId,
+        /// The encoded [`crate::rollout::RolloutRecord`].
+        data: Vec<u8>,
+    },
     /// Assemble the artifact from stored chunks into the staging area, check its
     /// length and blake3, and answer with [`Input::ArtifactStaged`].
     Assemble {

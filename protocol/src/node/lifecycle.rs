@@ -231,6 +231,7 @@ impl Node {
             release: id,
             reason,
         });
+        self.record_rollout(&id);
         self.apply_halt(id);
     }
 

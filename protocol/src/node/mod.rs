@@ -24,6 +24,7 @@ mod fetching;
 mod io;
 mod lifecycle;
 mod local;
+mod restore;
 mod serving;
 mod status;
 mod sync;
@@ -276,6 +277,7 @@ impl Node {
             Input::RollbackFinished { release, result } => {
                 self.on_rollback_finished(release, result)
             }
+            Input::RolloutRestored { release, data } => self.on_rollout_restored(release, &data),
             Input::Directive(bytes) => {
                 if self.on_directive(&bytes, true).is_err() {
                     // on_directive already reported why
@@ -367,6 +369,7 @@ impl Node {
                             from,
                             to,
                         }));
+                    self.record_rollout(release);
                 }
                 true
             }
