@@ -173,6 +173,12 @@ pub const MAX_COPIES: u8 = 2;
 /// How long a request may take before it is given up and retried elsewhere,
 /// in milliseconds: an 8 MiB chunk at a slow 2 Mbit/s still arrives in time.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// Longest a node waits, once a gate fails only because of silent nodes, for a peer's
+/// reports of that wave (health sync) before it halts: a node's final `baked` report is sent
+/// once, and one missed copy must not halt a fleet. Short, because a real crash should halt
+/// fast: it adds at most this to the time from the silence timeout to the halt.
+pub const SILENCE_CONFIRM_MS: u64 = 5_000;
 /// Most of a node's configured download rate, in milliseconds of transfer,
 /// that its requests in flight may add up to (per release download): half a
 /// [`REQUEST_TIMEOUT_MS`], so a rate-limited node receives every answer

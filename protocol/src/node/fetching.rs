@@ -120,6 +120,7 @@ impl Node {
                 halt_announced: false,
                 last_wave_open_at: None,
                 own_wave_passed: false,
+                silence_check: None,
                 probed_healthy: false,
                 sync_next: crate::time::Timestamp(0),
             },
@@ -231,8 +232,8 @@ impl Node {
             (Pending::Chunk { release, index }, Response::Chunk(bytes)) => {
                 self.on_chunk(from, release, index, bytes.into_vec());
             }
-            (Pending::Health(_), Response::Health(reports)) => {
-                self.on_health_sync(from, reports);
+            (Pending::Health(release), Response::Health(reports)) => {
+                self.on_health_sync(from, release, reports);
             }
             (Pending::Chunk { release, index }, Response::Busy) => {
                 let now = self.now;
@@ -256,7 +257,14 @@ impl Node {
 
     fn fail_pending(&mut self, peer: NodeId, pending: Pending) {
         match pending {
-            Pending::Metadata | Pending::Have(_) | Pending::Health(_) => {}
+            Pending::Metadata | Pending::Have(_) => {}
+            Pending::Health(release) => {
+                // A gate waiting on this answer is decided now, without it.
+                let now = self.now;
+                if let Some(t) = self.releases.get_mut(&release) {
+                    t.gate_check_at = Some(t.gate_check_at.map_or(now, |at| at.min(now)));
+                }
+            }
             Pending::ChunkList(release) => {
                 if let Some(t) = self.releases.get_mut(&release) {
                     t.list_request = None;

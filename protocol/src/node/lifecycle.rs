@@ -5,10 +5,11 @@
 use super::{Node, NodeEvent, NodeRole, Output, Probe, Tracked, Verdict, GATE_CHECK_DELAY_MS};
 use crate::health::directive::{verify_directive, DirectiveAction};
 use crate::health::evidence::{build_evidence, check_evidence};
-use crate::health::gate::{evaluate, GateState};
+use crate::health::gate::{evaluate, fails, GateState, WaveHealth};
 use crate::health::report::{sign_report, verify_report, HealthReport, HealthStatus};
 use crate::health::FleetKeys;
 use crate::id::{NodeId, ReleaseId};
+use crate::limits::SILENCE_CONFIRM_MS;
 use crate::metadata::root::RoleName;
 use crate::metadata::trust::TrustedState;
 use crate::rollout::{HaltReason, RolloutEvent, RolloutState};
@@ -290,25 +291,60 @@ impl Node {
                 t.own_wave_passed = true;
             }
             if health.gate == GateState::Failed {
-                let reason = HaltReason::GateFailed {
-                    wave: wave as u32,
-                    failures: health.failed + health.silent,
-                    reporting: health.reporting,
-                };
-                let announce = !t.halt_announced;
-                t.halt_announced = true;
-                let evidence = build_evidence(&t.ledger, &t.release, wave as u32, now);
-                self.latch_halt(id, reason);
-                if announce {
-                    self.outputs.push_back(Output::Broadcast {
-                        topic: TOPIC_HEALTH,
-                        data: Gossip::Halt(evidence).encode(),
-                    });
+                let wave = wave as u32;
+                let announced = t.halt_announced;
+                // A failure that rests on silence may only mean we missed a node's final
+                // `baked` report (it is sent once): ask a peer for the wave's reports first.
+                let by_silence = !fails(health.reporting, health.failed, &policy.health);
+                if by_silence && !self.peers.is_empty() {
+                    match t.silence_check {
+                        Some((w, asked)) if w == wave => {
+                            let deadline = asked.plus_millis(SILENCE_CONFIRM_MS);
+                            if now < deadline && self.sync_outstanding(&id) {
+                                if let Some(t) = self.releases.get_mut(&id) {
+                                    t.gate_check_at = Some(deadline);
+                                }
+                                return;
+                            }
+                            // Asked, and answered or out of time: the failure stands.
+                        }
+                        _ => {
+                            t.silence_check = Some((wave, now));
+                            t.gate_check_at = Some(now.plus_millis(SILENCE_CONFIRM_MS));
+                            self.request_health_sync(id, wave);
+                            return;
+                        }
+                    }
                 }
+                self.halt_on_gate(id, wave, &health, announced);
                 return;
             }
         }
         self.note_last_wave(id);
+    }
+
+    /// Halts on a failed gate of `wave` and, unless already done, announces it with evidence.
+    fn halt_on_gate(&mut self, id: ReleaseId, wave: u32, health: &WaveHealth, announced: bool) {
+        let now = self.now;
+        let Some(t) = self.releases.get_mut(&id) else {
+            return;
+        };
+        t.halt_announced = true;
+        let evidence = build_evidence(&t.ledger, &t.release, wave, now);
+        self.latch_halt(
+            id,
+            HaltReason::GateFailed {
+                wave,
+                failures: health.failed + health.silent,
+                reporting: health.reporting,
+            },
+        );
+        if !announced {
+            self.outputs.push_back(Output::Broadcast {
+                topic: TOPIC_HEALTH,
+                data: Gossip::Halt(evidence).encode(),
+            });
+        }
     }
 
     /// Records when the last wave opened on this node's evidence (see [`Tracked::rollout_over`]).

@@ -139,6 +139,9 @@ struct Tracked {
     own_wave_passed: bool,
     /// A health probe of the installed release has passed (a failing one halts instead).
     probed_healthy: bool,
+    /// A gate failure that rested on silence, and when we asked a peer to confirm it
+    /// (wave, time): see `check_gates`.
+    silence_check: Option<(u32, Timestamp)>,
     /// Earliest time for the next health sync request (see [`sync`]).
     sync_next: Timestamp,
     /// When this node first saw the last wave open (its schedule reached and every earlier gate

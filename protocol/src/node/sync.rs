@@ -41,7 +41,7 @@ impl Node {
             let Some(t) = self.releases.get(&id) else {
                 continue;
             };
-            if t.sync_next > self.now || self.sync_pending(&id) {
+            if t.sync_next > self.now || self.sync_outstanding(&id) {
                 continue;
             }
             let Some(wave) = self.wave_to_sync(t) else {
@@ -58,19 +58,28 @@ impl Node {
             if let Some(t) = self.releases.get_mut(&id) {
                 t.sync_next = next;
             }
-            let pick = (self.random_u64() % self.peers.len() as u64) as usize;
-            let Some(peer) = self.peers.iter().nth(pick).copied() else {
-                continue;
-            };
-            self.new_request(
-                peer,
-                Pending::Health(id),
-                Request::Health { release: id, wave },
-            );
+            self.request_health_sync(id, wave);
         }
     }
 
-    fn sync_pending(&self, id: &ReleaseId) -> bool {
+    /// Asks a peer chosen at random for its reports of `wave` of release `id`.
+    pub(super) fn request_health_sync(&mut self, id: ReleaseId, wave: u32) {
+        if self.peers.is_empty() {
+            return;
+        }
+        let pick = (self.random_u64() % self.peers.len() as u64) as usize;
+        let Some(peer) = self.peers.iter().nth(pick).copied() else {
+            return;
+        };
+        self.new_request(
+            peer,
+            Pending::Health(id),
+            Request::Health { release: id, wave },
+        );
+    }
+
+    /// Whether a health sync request for release `id` awaits its answer.
+    pub(super) fn sync_outstanding(&self, id: &ReleaseId) -> bool {
         self.pending
             .values()
             .any(|(_, p, _)| matches!(p, Pending::Health(r) if r == id))
@@ -102,10 +111,20 @@ impl Node {
 
     /// Takes the reports of a health response, each verified on its own (a peer
     /// cannot make us accept what we would refuse from gossip).
-    pub(super) fn on_health_sync(&mut self, from: NodeId, reports: Vec<SignedHealth>) {
+    pub(super) fn on_health_sync(
+        &mut self,
+        from: NodeId,
+        release: ReleaseId,
+        reports: Vec<SignedHealth>,
+    ) {
         for sh in &reports {
             // Refusals are reported as events by `on_health`; the rest still count.
             let _ = self.on_health(Some(from), sh);
+        }
+        // A gate waiting on this answer (see `check_gates`) is decided now, changed or not.
+        let now = self.now;
+        if let Some(t) = self.releases.get_mut(&release) {
+            t.gate_check_at = Some(t.gate_check_at.map_or(now, |at| at.min(now)));
         }
     }
 }
