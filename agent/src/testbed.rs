@@ -110,6 +110,10 @@ pub struct AgentSpec {
     pub hooks: crate::config::HooksConfig,
     /// Issue the agent a fleet certificate signed by the testbed's operator key.
     pub certified: bool,
+    /// The operator's wave pin in the agent's config (`[rollout] pin`).
+    pub pin: WavePin,
+    /// Install nothing (`[rollout] paused`).
+    pub paused: bool,
 }
 
 /// One running agent.
@@ -349,6 +353,8 @@ impl Testbed {
             },
             rollout: crate::config::Rollout {
                 cert,
+                pin: spec.pin,
+                paused: spec.paused,
                 ..defaults.rollout.clone()
             },
             hooks: spec.hooks.clone(),

@@ -11,8 +11,10 @@ use std::time::Duration;
 use waveguard_agent::config::HooksConfig;
 use waveguard_agent::net::{Keypair, NetConfig, NetEvent, Network};
 use waveguard_agent::testbed::{counters, wait_for, AgentSpec, ReleaseSpec, RolloutSpec, Testbed};
+use waveguard_protocol::health::directive::{sign_directive, Directive, DirectiveAction};
 use waveguard_protocol::health::report::{sign_report, HealthReport, HealthStatus};
 use waveguard_protocol::rollout::{HaltReason, RolloutState};
+use waveguard_protocol::wave::WavePin;
 use waveguard_protocol::wire::{Gossip, TOPIC_HEALTH};
 use waveguard_protocol::{ReleaseId, SigningKey, Timestamp};
 
@@ -640,5 +642,115 @@ async fn a_canary_that_reboots_while_baking_keeps_baking_and_installs_only_once(
             installs.lines().count()
         );
     }
+    fleet.bed.shutdown().await;
+}
+
+/// A directive for the fleet's release, signed by the testbed's vendor key.
+fn directive(fleet: &Fleet, action: DirectiveAction, seq: u64, reason: &str) -> Vec<u8> {
+    let key = waveguard_agent::keyfile::read_secret(&fleet.bed.vendor_key()).unwrap();
+    let d = Directive {
+        action,
+        release: fleet.release,
+        seq,
+        expires: waveguard_agent::driver::now().plus_secs(3600),
+        reason: reason.into(),
+    };
+    d.check().unwrap();
+    sign_directive(&[&key], &d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_halt_reaches_every_agent_and_a_resume_lets_pinned_and_paused_agents_be() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Agent 0 of wave 2 is pinned to the canary wave; agent 1 of wave 2 is paused.
+    let fleet = Fleet::start(tmp.path(), release(rollout("4s"), false), |wave, k| {
+        AgentSpec {
+            pin: match (wave, k) {
+                (2, 0) => WavePin::Canary,
+                _ => WavePin::None,
+            },
+            paused: (wave, k) == (2, 1),
+            ..AgentSpec::default()
+        }
+    })
+    .await;
+    let pinned = fleet.in_wave(2)[0];
+    let paused = fleet.in_wave(2)[1];
+    let (seen, watcher) = watch(&fleet);
+    // Halt through one agent's local API path before wave 0 opens: it spreads to everyone.
+    let entry = fleet.in_wave(1)[0];
+    let receipt = fleet
+        .bed
+        .directive(
+            entry,
+            directive(&fleet, DirectiveAction::Halt, 1, "INC-42: hold"),
+        )
+        .await
+        .expect("the halt is accepted");
+    assert!(receipt.changed);
+    let everyone: Vec<usize> = fleet.all().into_iter().chain([fleet.seeder]).collect();
+    fleet
+        .wait("every agent to learn of the halt", 30, |f| {
+            everyone.iter().all(|&i| {
+                matches!(f.halt(i), Some(HaltReason::Directive { ref reason, seq: 1 }) if reason == "INC-42: hold")
+            })
+        })
+        .await;
+    // Past wave 0's scheduled opening, nobody installed.
+    let opens = fleet.bed.release().policy().scheduled_open(0);
+    wait_for("wave 0's scheduled time", Duration::from_secs(30), || {
+        waveguard_agent::driver::now() > opens.plus_secs(2)
+    })
+    .await
+    .unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.installed_at.is_empty() && seen.installing.is_empty(),
+            "installs during a halt: {seen:?}"
+        );
+    }
+    // Resume (a higher seq) through another agent: the rollout goes on and completes.
+    let other = fleet.in_wave(0)[0];
+    fleet
+        .bed
+        .directive(
+            other,
+            directive(&fleet, DirectiveAction::Resume, 2, "fixed"),
+        )
+        .await
+        .expect("the resume is accepted");
+    fleet
+        .wait("every agent but the paused one healthy", 90, |f| {
+            f.all()
+                .iter()
+                .filter(|&&i| i != paused)
+                .all(|&i| f.state(i) == Some(RolloutState::Healthy))
+        })
+        .await;
+    watcher.abort();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    // The pinned agent installed with the canaries, before wave 1 could open.
+    let wave1 = fleet.bed.release().policy().scheduled_open(1);
+    let at = seen
+        .installed_at
+        .get(&pinned)
+        .copied()
+        .expect("the pinned agent installed");
+    let canaries_last = fleet
+        .in_wave(0)
+        .iter()
+        .filter_map(|i| seen.installed_at.get(i))
+        .max()
+        .copied()
+        .unwrap();
+    assert!(
+        at < wave1 && at <= canaries_last.plus_secs(1),
+        "the agent pinned to the canary wave installed at {at}, wave 1 opens at {wave1}"
+    );
+    // The paused agent has the release staged and never installed it.
+    assert!(!seen.installed_at.contains_key(&paused) && !seen.installing.contains_key(&paused));
+    assert_eq!(fleet.state(paused).map(|s| s.name()), Some("staged"));
+    assert!(!installs_dir(&fleet, paused).exists());
     fleet.bed.shutdown().await;
 }
