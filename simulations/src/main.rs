@@ -83,6 +83,60 @@ fn policy() -> RolloutPolicy {
     }
 }
 
+/// Health traffic: per wave window, the reports sent (they come from the waves in progress),
+/// and over the whole rollout, what each node received, against what the previous rule
+/// (heartbeats from install until one silence period past the end) would have sent.
+fn health_traffic(
+    mesh: &Mesh,
+    p: &RolloutPolicy,
+    release: &waveguard_protocol::ReleaseId,
+) -> Vec<String> {
+    let mut lines = vec![format!(
+        "health: {:<8} {:>6} {:>14}  (reports sent while the wave bakes, by everyone)",
+        "window", "nodes", "reports sent"
+    )];
+    for (w, spec) in p.waves.iter().enumerate() {
+        let nodes = (1..mesh.len())
+            .filter(|&i| wave_of(p, release, &mesh.node(i).id(), WavePin::None) == w)
+            .count();
+        let (from, to) = (p.scheduled_open(w), p.scheduled_open(w + 1));
+        let to = if w + 1 == p.waves.len() {
+            to.plus_secs(p.health.silence_seconds)
+        } else {
+            to
+        };
+        lines.push(format!(
+            "health: {:<8} {:>6} {:>14}",
+            spec.name,
+            nodes,
+            mesh.health_sent_between(from, to)
+        ));
+    }
+    let endpoints = mesh.len().saturating_sub(1).max(1) as u64;
+    let sent: u64 = (1..mesh.len()).map(|i| mesh.health_sent(i)).sum();
+    let (msgs, bytes): (u64, u64) = (1..mesh.len())
+        .map(|i| mesh.health_received(i))
+        .fold((0, 0), |(m, b), (m2, b2)| (m + m2, b + b2));
+    let hb = p.health.heartbeat_seconds.max(1);
+    let until = p.end().plus_secs(p.health.silence_seconds);
+    let previous: u64 = mesh
+        .installs()
+        .iter()
+        .map(|r| 2 + until.millis_since(r.at) / 1000 / hb)
+        .sum();
+    lines.push(format!(
+        "health: {sent} reports sent in all ({:.1} per endpoint); each endpoint received {} messages, {} KiB on average",
+        sent as f64 / endpoints as f64,
+        msgs / endpoints,
+        bytes / endpoints / 1024
+    ));
+    lines.push(format!(
+        "health: the previous rule (heartbeats until one silence period past the end) would send about {previous} reports ({:.1}x)",
+        previous as f64 / sent.max(1) as f64
+    ));
+    lines
+}
+
 struct Summary {
     lines: Vec<String>,
     trace: [u8; 32],
@@ -149,6 +203,7 @@ fn quick(a: &QuickArgs) -> anyhow::Result<Summary> {
             times.len()
         ));
     }
+    lines.extend(health_traffic(&mesh, &p, &release.id));
     let know_halt = (0..mesh.len())
         .filter(|&i| mesh.knows_halt(i, &release.id))
         .count();

@@ -150,6 +150,8 @@ pub struct Mesh {
     bans: Vec<(usize, usize)>,
     trace: blake3::Hasher,
     events: u64,
+    /// Health reports broadcast, by the simulated minute they were sent in.
+    health_by_minute: BTreeMap<u64, u64>,
 }
 
 impl Mesh {
@@ -224,6 +226,7 @@ impl Mesh {
             bans: Vec::new(),
             trace: blake3::Hasher::new(),
             events: 0,
+            health_by_minute: BTreeMap::new(),
         };
         mesh.connect(&mut rng);
         Ok(mesh)
@@ -399,6 +402,10 @@ impl Mesh {
             Output::Broadcast { data, .. } => {
                 if matches!(Gossip::decode(&data), Ok(Gossip::Health(_))) {
                     self.nodes[i].health_sent += 1;
+                    *self
+                        .health_by_minute
+                        .entry(self.now.as_millis() / 60_000)
+                        .or_default() += 1;
                 }
                 self.nodes[i].seen_gossip.insert(hash(&data));
                 self.flood(i, None, data);
@@ -801,6 +808,15 @@ impl Mesh {
     /// Health reports node `i` broadcast itself.
     pub fn health_sent(&self, i: usize) -> u64 {
         self.nodes[i].health_sent
+    }
+
+    /// Health reports broadcast by all nodes between `from` (inclusive) and `to` (exclusive),
+    /// counted by whole simulated minutes.
+    pub fn health_sent_between(&self, from: Timestamp, to: Timestamp) -> u64 {
+        self.health_by_minute
+            .range(from.as_millis() / 60_000..to.as_millis() / 60_000)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Health gossip delivered to node `i` so far: (messages, bytes).
