@@ -200,8 +200,10 @@ impl RolloutState {
     }
 }
 
-/// Largest encoded [`RolloutRecord`]: a state and a halt reason with their bounded texts.
-pub const MAX_ROLLOUT_RECORD_BYTES: usize = 8 * 1024;
+/// Largest encoded [`RolloutRecord`]: a state and a halt reason, each of which may carry a
+/// directive's reason (up to 1 KiB, which JSON escaping can grow six-fold) or a local
+/// failure's text; generous, because a record refused is a halt forgotten at the next restart.
+pub const MAX_ROLLOUT_RECORD_BYTES: usize = 64 * 1024;
 
 /// What a node keeps durably about one release once it has started installing it, so that a
 /// restart (a crash, a reboot the update asked for) neither installs it again nor forgets
@@ -217,6 +219,10 @@ pub struct RolloutRecord {
     pub halt: Option<HaltReason>,
     /// The last health report sequence number sent.
     pub seq: u64,
+    /// The latest directive accepted for the release (action and seq), so a restarted node
+    /// still refuses older ones: an old resume replayed must not lift a newer halt.
+    #[serde(default)]
+    pub directive: Option<(crate::health::directive::DirectiveAction, u64)>,
 }
 
 /// A stored rollout record could not be read.
@@ -324,6 +330,7 @@ mod tests {
             state: RolloutState::RolledBack { reason: halt() },
             halt: Some(halt()),
             seq: 1_900_000_000_123,
+            directive: Some((crate::health::directive::DirectiveAction::Halt, 4)),
         };
         assert_eq!(RolloutRecord::decode(&rec.encode()).unwrap(), rec);
         assert!(matches!(

@@ -4,7 +4,9 @@
 
 mod support;
 
-use support::{policy, run, setup, waves_of};
+use support::{policy, run, setup, waves_of, T0};
+use waveguard_protocol::health::directive::DirectiveAction;
+use waveguard_protocol::node::Input;
 use waveguard_protocol::rollout::RolloutState;
 use waveguard_sim::mesh::BadMode;
 
@@ -80,5 +82,43 @@ fn a_canary_that_rolled_back_does_not_install_again_after_a_restart() {
             .count(),
         1,
         "the canary installed the bad release again after its restart"
+    );
+}
+
+#[test]
+fn directive_halts_and_resumes_survive_restarts_and_old_ones_stay_refused() {
+    let mut s = setup(7, 12, None);
+    let p = policy();
+    let node = 3;
+    let directive = |s: &support::Setup, action, seq| {
+        s.vendor
+            .directive(s.release.id, action, seq, T0.plus_secs(3600), "test")
+    };
+    let old_resume = directive(&s, DirectiveAction::Resume, 4);
+    let halt = directive(&s, DirectiveAction::Halt, 5);
+    s.mesh.inject(0, Input::Directive(halt));
+    run(&mut s, T0.plus_secs(30));
+    s.mesh.restart(node).expect("restart");
+    run(&mut s, T0.plus_secs(40));
+    assert!(
+        s.mesh.halt_reason(node, &s.release.id).is_some(),
+        "the restarted node forgot the halt"
+    );
+    // An older resume, replayed straight to the restarted node, is refused.
+    s.mesh.inject(node, Input::Directive(old_resume));
+    run(&mut s, T0.plus_secs(45));
+    assert!(
+        s.mesh.halt_reason(node, &s.release.id).is_some(),
+        "an older resume lifted a newer halt after a restart"
+    );
+    let resume = directive(&s, DirectiveAction::Resume, 6);
+    s.mesh.inject(0, Input::Directive(resume));
+    run(&mut s, T0.plus_secs(55));
+    s.mesh.restart(node).expect("restart");
+    run(&mut s, p.end().plus_secs(120));
+    assert_eq!(
+        s.mesh.node(node).release_state(&s.release.id),
+        Some(&RolloutState::Healthy),
+        "the resume must survive the restart too"
     );
 }

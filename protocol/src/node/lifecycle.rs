@@ -206,6 +206,9 @@ impl Node {
                 }
             }
         }
+        // Every accepted directive is kept, so a restart neither brings a lifted halt back
+        // nor lets an older directive in again.
+        self.record_rollout(&directive.release);
         if local {
             self.broadcast_directive(bytes);
         }
@@ -289,6 +292,12 @@ impl Node {
             let health = evaluate(&t.ledger, &t.release, wave as u32, now);
             if wave as u32 == t.wave && health.gate == GateState::Passed {
                 t.own_wave_passed = true;
+            }
+            // A confirmed-away silence is forgotten, so a later one is confirmed afresh.
+            if health.gate != GateState::Failed
+                && t.silence_check.is_some_and(|(w, _)| w == wave as u32)
+            {
+                t.silence_check = None;
             }
             if health.gate == GateState::Failed {
                 let wave = wave as u32;

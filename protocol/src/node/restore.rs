@@ -5,8 +5,10 @@
 //! installing again, and one that rolled back or halted stays stopped.
 
 use super::{Node, NodeEvent, Output, Probe};
+use crate::health::directive::Directive;
 use crate::id::ReleaseId;
 use crate::rollout::{RolloutEvent, RolloutRecord, RolloutState};
+use crate::time::Timestamp;
 
 impl Node {
     /// Emits the durable record of a release whose install has started or which is halted.
@@ -14,14 +16,21 @@ impl Node {
         let Some(t) = self.releases.get(id) else {
             return;
         };
-        // Before an install starts, everything is derived again from stored chunks and gossip.
-        if !(t.state.is_installed() || t.state.is_stopped() || t.halt.is_some()) {
+        // Before an install starts, everything is derived again from stored chunks and gossip;
+        // but once a directive was taken, a later record must also replace a halted one (a
+        // resume must survive a restart too).
+        let relevant = t.state.is_installed()
+            || t.state.is_stopped()
+            || t.halt.is_some()
+            || t.directives.latest().is_some();
+        if !relevant {
             return;
         }
         let record = RolloutRecord {
             state: t.state.clone(),
             halt: t.halt.clone(),
             seq: t.seq,
+            directive: t.directives.latest().map(|d| (d.action, d.seq)),
         };
         self.outputs.push_back(Output::StoreRollout {
             release: *id,
@@ -45,6 +54,16 @@ impl Node {
             return; // no longer trusted: nothing to resume
         };
         t.seq = t.seq.max(record.seq);
+        if let Some((action, seq)) = record.directive {
+            // Only its seq matters from now on: it ranks the directives that may follow.
+            let _ = t.directives.accept(&Directive {
+                action,
+                release: id,
+                seq,
+                expires: Timestamp(0),
+                reason: String::new(),
+            });
+        }
         if t.halt.is_none() {
             if let Some(reason) = record.halt.clone() {
                 t.halt = Some(reason);
