@@ -93,6 +93,9 @@ pub struct Rollout {
 pub struct HooksConfig {
     /// Run after the artifact is in its version directory, before the switch; failure aborts the install.
     pub install: Option<Vec<String>>,
+    /// Run right after `current` switches to the new version (restart the service here);
+    /// failure switches back and fails the install.
+    pub activate: Option<Vec<String>>,
     /// Run after install and every heartbeat during the bake; exit status 0 is healthy. None: always healthy.
     pub probe: Option<Vec<String>>,
     /// Run after `current` is switched back to the previous version.
@@ -128,6 +131,7 @@ impl Default for HooksConfig {
     fn default() -> Self {
         HooksConfig {
             install: None,
+            activate: None,
             probe: None,
             rollback: None,
             timeout_secs: DEFAULT_HOOK_TIMEOUT_SECS,
@@ -140,6 +144,7 @@ impl HooksConfig {
     pub fn hooks(&self) -> crate::install::Hooks {
         crate::install::Hooks {
             install: self.install.clone(),
+            activate: self.activate.clone(),
             probe: self.probe.clone(),
             rollback: self.rollback.clone(),
             timeout: std::time::Duration::from_secs(self.timeout_secs),
@@ -272,6 +277,7 @@ impl Config {
         }
         for (key, cmd) in [
             ("install", &config.hooks.install),
+            ("activate", &config.hooks.activate),
             ("probe", &config.hooks.probe),
             ("rollback", &config.hooks.rollback),
         ] {

@@ -23,6 +23,9 @@ use waveguard_protocol::ReleaseId;
 pub struct Hooks {
     /// Run after the artifact is in its directory, before the switch; failure aborts the install.
     pub install: Option<Vec<String>>,
+    /// Run right after `current` switches to the new version (restart the service here);
+    /// failure switches back and fails the install.
+    pub activate: Option<Vec<String>>,
     /// Run to check health; exit status 0 is healthy. None: always healthy.
     pub probe: Option<Vec<String>>,
     /// Run after switching back to the previous version.
@@ -117,7 +120,14 @@ impl Installer {
 
     /// The directory `current` points to, if any.
     pub fn current(&self, product: &str) -> Option<PathBuf> {
-        std::fs::read_link(self.product_dir(product).join("current")).ok()
+        self.link(product, "current")
+    }
+
+    /// Where `<product>/<name>` points, as a path from the installs root (links hold only the
+    /// version directory's name, so they resolve wherever the data directory is seen from).
+    fn link(&self, product: &str, name: &str) -> Option<PathBuf> {
+        let dir = self.product_dir(product);
+        std::fs::read_link(dir.join(name)).ok().map(|t| dir.join(t))
     }
 
     /// Installs: copies the artifact into a new version directory, runs the install hook, switches `current`.
@@ -154,10 +164,32 @@ impl Installer {
                 return Err(e);
             }
         }
-        if let Some(prev) = previous.filter(|p| p != &dir) {
-            switch(&product_dir, "previous", &prev).await?;
+        let before = self.link(req.product, "previous");
+        let previous = previous.filter(|p| p != &dir);
+        if let Some(prev) = &previous {
+            switch(&product_dir, "previous", prev).await?;
         }
         switch(&product_dir, "current", &dir).await?;
+        if let Some(cmd) = &self.hooks.activate {
+            if let Err(e) = self.run_hook("activate", cmd, &env).await {
+                // Put back what was active, as if this install had never happened.
+                match &previous {
+                    Some(prev) => switch(&product_dir, "current", prev).await?,
+                    None => {
+                        let _ = tokio::fs::remove_file(product_dir.join("current")).await;
+                    }
+                }
+                match before {
+                    Some(b) => switch(&product_dir, "previous", &b).await?,
+                    None if previous.is_some() => {
+                        let _ = tokio::fs::remove_file(product_dir.join("previous")).await;
+                    }
+                    None => {}
+                }
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                return Err(e);
+            }
+        }
         Ok(dir)
     }
 
@@ -167,7 +199,7 @@ impl Installer {
             return true;
         };
         let dir = self.current(product).unwrap_or_default();
-        let previous = std::fs::read_link(self.product_dir(product).join("previous")).ok();
+        let previous = self.link(product, "previous");
         let env = self.env(release, product, version, (&dir, &dir), previous.as_deref());
         self.run_hook("probe", cmd, &env).await.is_ok()
     }
@@ -180,14 +212,21 @@ impl Installer {
         version: &str,
     ) -> Result<(), InstallError> {
         let product_dir = self.product_dir(product);
-        let Ok(prev) = tokio::fs::read_link(product_dir.join("previous")).await else {
-            // Nothing was active before this release: leave no current version behind.
-            let _ = tokio::fs::remove_file(product_dir.join("current")).await;
-            return Ok(());
-        };
         let from = self.current(product);
-        switch(&product_dir, "current", &prev).await?;
-        let env = self.env(release, product, version, (&prev, &prev), from.as_deref());
+        let back = self.link(product, "previous");
+        let env = match &back {
+            Some(prev) => {
+                switch(&product_dir, "current", prev).await?;
+                self.env(release, product, version, (prev, prev), from.as_deref())
+            }
+            // Nothing was active before this release: leave no current version behind, and
+            // still tell the hook (with an empty install dir), which should stop the service.
+            None => {
+                let _ = tokio::fs::remove_file(product_dir.join("current")).await;
+                let none = Path::new("");
+                self.env(release, product, version, (none, none), from.as_deref())
+            }
+        };
         if let Some(cmd) = &self.hooks.rollback {
             self.run_hook("rollback", cmd, &env).await?;
         }
@@ -257,11 +296,16 @@ impl Installer {
     }
 }
 
-/// Points `dir/name` at `target` atomically: a fresh symlink renamed over the old one.
+/// Points `dir/name` at `target` atomically: a fresh symlink renamed over the old one. A
+/// target inside `dir` is linked by its name alone, so the link resolves from anywhere.
 async fn switch(dir: &Path, name: &str, target: &Path) -> Result<(), InstallError> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = tokio::fs::remove_file(&tmp).await;
-    tokio::fs::symlink(target, &tmp)
+    let relative = match (target.parent(), target.file_name()) {
+        (Some(parent), Some(file)) if parent == dir => Path::new(file),
+        _ => target,
+    };
+    tokio::fs::symlink(relative, &tmp)
         .await
         .map_err(io("link", &tmp))?;
     let link = dir.join(name);
@@ -360,6 +404,107 @@ mod tests {
             before,
             "a failed install must not switch"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failing_activate_hook_puts_the_old_version_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = tmp.path().join("app.bin");
+        std::fs::write(&staged, b"v").unwrap();
+        let root = tmp.path().join("installs");
+        let req = |release, version| InstallRequest {
+            release,
+            product: "acme",
+            version,
+            staged: &staged,
+        };
+        let plain = Installer::new(&root, hooks(None, 1000));
+        let d1 = plain
+            .install(req(&ReleaseId([1; 32]), "1.0"))
+            .await
+            .unwrap();
+        let d2 = plain
+            .install(req(&ReleaseId([2; 32]), "2.0"))
+            .await
+            .unwrap();
+        let failing = Installer::new(
+            &root,
+            Hooks {
+                activate: Some(vec!["false".into()]),
+                timeout: Duration::from_secs(5),
+                ..Hooks::default()
+            },
+        );
+        let e = failing
+            .install(req(&ReleaseId([3; 32]), "3.0"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("activate hook"), "{e}");
+        assert_eq!(failing.current("acme"), Some(d2), "current is put back");
+        assert_eq!(failing.link("acme", "previous"), Some(d1), "so is previous");
+        assert!(!root.join("acme").join("3.0-030303030303").exists());
+    }
+
+    #[tokio::test]
+    async fn links_hold_the_version_name_so_they_resolve_from_anywhere() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = tmp.path().join("app.bin");
+        std::fs::write(&staged, b"v1").unwrap();
+        let inst = Installer::new(tmp.path().join("installs"), hooks(None, 1000));
+        let release = ReleaseId([1; 32]);
+        let dir = inst
+            .install(InstallRequest {
+                release: &release,
+                product: "acme",
+                version: "1.0",
+                staged: &staged,
+            })
+            .await
+            .unwrap();
+        let link = tmp.path().join("installs/acme/current");
+        let target = std::fs::read_link(&link).unwrap();
+        assert!(target.is_relative(), "{target:?}");
+        assert_eq!(
+            std::fs::canonicalize(&link).unwrap(),
+            std::fs::canonicalize(dir).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn rolling_back_a_first_install_removes_current_and_still_runs_the_hook() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = tmp.path().join("app.bin");
+        std::fs::write(&staged, b"v1").unwrap();
+        let log = tmp.path().join("rollback.log");
+        let inst = Installer::new(
+            tmp.path().join("installs"),
+            Hooks {
+                rollback: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!(
+                        "echo \"[$WAVEGUARD_INSTALL_DIR] $WAVEGUARD_PREVIOUS_DIR\" > {}",
+                        log.display()
+                    ),
+                ]),
+                timeout: Duration::from_secs(5),
+                ..Hooks::default()
+            },
+        );
+        let release = ReleaseId([1; 32]);
+        let dir = inst
+            .install(InstallRequest {
+                release: &release,
+                product: "acme",
+                version: "1.0",
+                staged: &staged,
+            })
+            .await
+            .unwrap();
+        inst.rollback(&release, "acme", "1.0").await.unwrap();
+        assert_eq!(inst.current("acme"), None);
+        let said = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(said.trim(), format!("[] {}", dir.display()));
     }
 
     #[tokio::test]

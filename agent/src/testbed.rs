@@ -366,6 +366,23 @@ impl Testbed {
         if spec.corrupt_uploads {
             driver.inject_fault(crate::driver::Fault::CorruptUploads);
         }
+        let (shared, node, addr, task) = self.run(driver, index).await?;
+        self.members.push(Member {
+            config,
+            shared,
+            node,
+            addr,
+            task: Some(task),
+        });
+        Ok(index)
+    }
+
+    /// Runs a started driver until the testbed stops; waits until it listens.
+    async fn run(
+        &self,
+        driver: crate::driver::Driver,
+        index: usize,
+    ) -> anyhow::Result<(Shared, NodeId, String, JoinHandle<()>)> {
         let shared = driver.shared();
         let node = driver.node_id();
         let mut stop = self.stop.subscribe();
@@ -380,14 +397,7 @@ impl Testbed {
             Ok(l) => format!("{}/p2p/{}", l[0], node.to_peer_id_string()),
             Err(_) => bail!("agent {index}: status lock poisoned"),
         };
-        self.members.push(Member {
-            config,
-            shared,
-            node,
-            addr,
-            task: Some(task),
-        });
-        Ok(index)
+        Ok((shared, node, addr, task))
     }
 
     /// Writes the node key (one in `spec.wave` if asked) and, if asked, a fleet
@@ -510,20 +520,7 @@ impl Testbed {
                 Err(e) => return Err(e.context(format!("restarting agent {index}"))),
             }
         };
-        let shared = driver.shared();
-        let node = driver.node_id();
-        let mut stop = self.stop.subscribe();
-        let task = tokio::spawn(driver.run(async move {
-            let _ = stop.changed().await;
-        }));
-        wait_for("the agent to listen", Duration::from_secs(10), || {
-            shared.listen.lock().is_ok_and(|l| !l.is_empty())
-        })
-        .await?;
-        let addr = match shared.listen.lock() {
-            Ok(l) => format!("{}/p2p/{}", l[0], node.to_peer_id_string()),
-            Err(_) => bail!("agent {index}: status lock poisoned"),
-        };
+        let (shared, _, addr, task) = self.run(driver, index).await?;
         if let Some(m) = self.members.get_mut(index) {
             m.shared = shared;
             m.addr = addr;

@@ -93,6 +93,7 @@ fn parsers() -> Vec<Seed> {
                 bitfield: vec![0xf0, 0x01, 0x80].into(),
             },
         ),
+        ("health", Request::Health { release, wave: 1 }),
     ];
     for (name, m) in requests {
         add("wire_request", name, m.encode());
@@ -122,6 +123,7 @@ fn parsers() -> Vec<Seed> {
         ),
         ("not_found", Response::NotFound),
         ("busy", Response::Busy),
+        ("health", Response::Health(Vec::new())),
     ];
     for (name, m) in responses {
         add("wire_response", name, m.encode());

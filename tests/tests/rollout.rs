@@ -13,6 +13,7 @@ use waveguard_agent::net::{Keypair, NetConfig, NetEvent, Network};
 use waveguard_agent::testbed::{counters, wait_for, AgentSpec, ReleaseSpec, RolloutSpec, Testbed};
 use waveguard_protocol::health::directive::{sign_directive, Directive, DirectiveAction};
 use waveguard_protocol::health::report::{sign_report, HealthReport, HealthStatus};
+use waveguard_protocol::node::ReleaseStatus;
 use waveguard_protocol::rollout::{HaltReason, RolloutState};
 use waveguard_protocol::wave::WavePin;
 use waveguard_protocol::wire::{Gossip, TOPIC_HEALTH};
@@ -93,22 +94,18 @@ impl Fleet {
         }
     }
 
-    fn state(&self, index: usize) -> Option<RolloutState> {
+    /// Agent `index`'s view of the release.
+    fn release_status(&self, index: usize) -> Option<ReleaseStatus> {
         let status = self.bed.members[index].shared.status.lock().ok()?.clone()?;
-        status
-            .releases
-            .into_iter()
-            .find(|r| r.id == self.release)
-            .map(|r| r.state)
+        status.releases.into_iter().find(|r| r.id == self.release)
+    }
+
+    fn state(&self, index: usize) -> Option<RolloutState> {
+        self.release_status(index).map(|r| r.state)
     }
 
     fn halt(&self, index: usize) -> Option<HaltReason> {
-        let status = self.bed.members[index].shared.status.lock().ok()?.clone()?;
-        status
-            .releases
-            .into_iter()
-            .find(|r| r.id == self.release)
-            .and_then(|r| r.halt)
+        self.release_status(index).and_then(|r| r.halt)
     }
 
     fn in_wave(&self, wave: u32) -> Vec<usize> {
@@ -399,13 +396,9 @@ async fn canaries_that_go_silent_after_installing_halt_the_rollout() {
 }
 
 fn wave_reporting(fleet: &Fleet, index: usize, wave: u32) -> u64 {
-    let Ok(status) = fleet.bed.members[index].shared.status.lock() else {
-        return 0;
-    };
-    status
-        .as_ref()
-        .and_then(|s| s.releases.iter().find(|r| r.id == fleet.release))
-        .and_then(|r| r.waves.get(wave as usize))
+    fleet
+        .release_status(index)
+        .and_then(|r| r.waves.get(wave as usize).copied())
         .map_or(0, |w| w.reporting)
 }
 
@@ -567,18 +560,7 @@ async fn uncertified_replayed_and_lone_failure_reports_change_no_gate() {
         );
     }
     // Wave 0's gate, as a wave-2 agent saw it: four certified nodes, one failure, no forgery.
-    let status = fleet.bed.members[relay]
-        .shared
-        .status
-        .lock()
-        .unwrap()
-        .clone()
-        .unwrap();
-    let r = status
-        .releases
-        .iter()
-        .find(|r| r.id == fleet.release)
-        .unwrap();
+    let r = fleet.release_status(relay).unwrap();
     assert_eq!(r.waves[0].reporting, 4, "{:?}", r.waves[0]);
     assert_eq!(r.waves[0].failed, 1, "{:?}", r.waves[0]);
     for injector in &injectors {

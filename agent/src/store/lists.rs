@@ -5,6 +5,7 @@
 //! their size; the engine re-checks each list against its signed release
 //! when it is fed back.
 
+use super::keyed::{self, ReadFail};
 use super::Store;
 use std::path::PathBuf;
 use thiserror::Error;
@@ -153,44 +154,13 @@ impl Store {
     }
 }
 
-/// Checks the lists tree at open; the error says what is wrong.
+/// Checks the tree at open; the error says what is wrong.
 pub(super) fn validate(tree: &sled::Tree) -> Result<(), String> {
-    match read(tree) {
-        Ok(_) => Ok(()),
-        Err(ReadFail::Malformed(detail)) => Err(detail),
-        Err(ReadFail::Db(e)) => Err(format!("its chunk lists cannot be read: {e}")),
-    }
-}
-
-enum ReadFail {
-    Db(sled::Error),
-    Malformed(String),
+    keyed::validate(tree, "chunk list", MAX_STORED_CHUNK_LISTS, MAX_LIST_BYTES)
 }
 
 fn read(tree: &sled::Tree) -> Result<Vec<(ReleaseId, Vec<u8>)>, ReadFail> {
-    let mut out = Vec::new();
-    for item in tree.iter() {
-        let (key, value) = item.map_err(ReadFail::Db)?;
-        if out.len() >= MAX_STORED_CHUNK_LISTS {
-            return Err(ReadFail::Malformed(format!(
-                "more than {MAX_STORED_CHUNK_LISTS} chunk lists are stored"
-            )));
-        }
-        let release = <[u8; 32]>::try_from(key.as_ref())
-            .map(ReleaseId)
-            .map_err(|_| {
-                ReadFail::Malformed(format!("a chunk list key is {} bytes, not 32", key.len()))
-            })?;
-        if value.len() as u64 > MAX_LIST_BYTES {
-            return Err(ReadFail::Malformed(format!(
-                "the chunk list of release {} is {} bytes, over the limit of {MAX_LIST_BYTES}",
-                release.to_hex(),
-                value.len()
-            )));
-        }
-        out.push((release, value.to_vec()));
-    }
-    Ok(out)
+    keyed::read(tree, "chunk list", MAX_STORED_CHUNK_LISTS, MAX_LIST_BYTES)
 }
 
 #[cfg(test)]

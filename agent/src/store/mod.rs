@@ -36,6 +36,7 @@
 
 mod chunks;
 mod disk;
+mod keyed;
 mod lists;
 mod meta;
 mod rollouts;

@@ -4,6 +4,7 @@
 //! being installed again. The bytes are the engine's; the store checks only
 //! their size and count, and the engine re-checks them when fed back.
 
+use super::keyed::{self, ReadFail};
 use super::Store;
 use std::path::PathBuf;
 use thiserror::Error;
@@ -108,47 +109,23 @@ impl Store {
     }
 }
 
-/// Checks the rollouts tree at open; the error says what is wrong.
+/// Checks the tree at open; the error says what is wrong.
 pub(super) fn validate(tree: &sled::Tree) -> Result<(), String> {
-    match read(tree) {
-        Ok(_) => Ok(()),
-        Err(ReadFail::Malformed(detail)) => Err(detail),
-        Err(ReadFail::Db(e)) => Err(format!("its rollout records cannot be read: {e}")),
-    }
-}
-
-enum ReadFail {
-    Db(sled::Error),
-    Malformed(String),
+    keyed::validate(
+        tree,
+        "rollout record",
+        MAX_STORED_ROLLOUTS,
+        MAX_ROLLOUT_RECORD_BYTES as u64,
+    )
 }
 
 fn read(tree: &sled::Tree) -> Result<Vec<(ReleaseId, Vec<u8>)>, ReadFail> {
-    let mut out = Vec::new();
-    for item in tree.iter() {
-        let (key, value) = item.map_err(ReadFail::Db)?;
-        if out.len() >= MAX_STORED_ROLLOUTS {
-            return Err(ReadFail::Malformed(format!(
-                "more than {MAX_STORED_ROLLOUTS} rollout records are stored"
-            )));
-        }
-        let release = <[u8; 32]>::try_from(key.as_ref())
-            .map(ReleaseId)
-            .map_err(|_| {
-                ReadFail::Malformed(format!(
-                    "a rollout record key is {} bytes, not 32",
-                    key.len()
-                ))
-            })?;
-        if value.len() > MAX_ROLLOUT_RECORD_BYTES {
-            return Err(ReadFail::Malformed(format!(
-                "the rollout record of release {} is {} bytes, over the limit of {MAX_ROLLOUT_RECORD_BYTES}",
-                release.to_hex(),
-                value.len()
-            )));
-        }
-        out.push((release, value.to_vec()));
-    }
-    Ok(out)
+    keyed::read(
+        tree,
+        "rollout record",
+        MAX_STORED_ROLLOUTS,
+        MAX_ROLLOUT_RECORD_BYTES as u64,
+    )
 }
 
 #[cfg(test)]
