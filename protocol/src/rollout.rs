@@ -344,6 +344,25 @@ mod tests {
     }
 
     #[test]
+    fn the_record_form_is_the_one_the_spec_shows() {
+        let rec = RolloutRecord {
+            state: RolloutState::Baking {
+                installed_at: Timestamp(1_893_456_000_000),
+            },
+            halt: None,
+            seq: 1_893_456_000_123,
+            directive: Some((crate::health::directive::DirectiveAction::Halt, 7)),
+        };
+        assert_eq!(
+            String::from_utf8(rec.encode()).unwrap(),
+            r#"{"state":{"state":"baking","installed_at":1893456000000},"halt":null,"seq":1893456000123,"directive":["halt",7]}"#
+        );
+        let without: RolloutRecord =
+            serde_json::from_str(r#"{"state":{"state":"healthy"},"halt":null,"seq":3}"#).unwrap();
+        assert_eq!(without.directive, None);
+    }
+
+    #[test]
     fn halt_waits_for_a_running_install() {
         let s = RolloutState::Installing {
             since: Timestamp(1),

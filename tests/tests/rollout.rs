@@ -22,13 +22,14 @@ use waveguard_protocol::{ReleaseId, SigningKey, Timestamp};
 /// Agents per wave in every test: 20 in all, wave shares 20% / 30% / 50%.
 const LAYOUT: [usize; 3] = [4, 6, 10];
 
-/// Three waves with short bakes; `canary_bake` is wave 0's.
+/// Three waves with short bakes; `canary_bake` is wave 0's. Silence is five heartbeats, so a
+/// busy test machine does not make a healthy agent look crashed.
 fn rollout(canary_bake: &str) -> RolloutSpec {
     RolloutSpec {
         waves: format!("canary:20%:{canary_bake},early:50%:4s,all:100%:2s"),
         max_failure: "5%".into(),
         min_reports: 3,
-        silence: "3s".into(),
+        silence: "5s".into(),
         heartbeat: "1s".into(),
     }
 }
@@ -347,7 +348,9 @@ async fn a_release_whose_probe_fails_halts_at_its_canaries_which_roll_back() {
 async fn canaries_that_go_silent_after_installing_halt_the_rollout() {
     let tmp = tempfile::tempdir().unwrap();
     // Wave 0 bakes for 9 s, three times the 3 s silence timeout.
-    let mut fleet = Fleet::start(tmp.path(), release(rollout("9s"), false), |_, _| {
+    let mut spec = rollout("9s");
+    spec.silence = "3s".into();
+    let mut fleet = Fleet::start(tmp.path(), release(spec, false), |_, _| {
         AgentSpec::default()
     })
     .await;
