@@ -65,6 +65,9 @@ pub const LEN: usize = GOSSIP_HALT as usize + 17;
 pub struct Fixture {
     /// The canned table, in the order of the constants of this module.
     pub table: Vec<Vec<u8>>,
+    /// What an honest peer answers to a health sync request for wave 0 of release A: every
+    /// peer's final `baked` report (seq 3). Outside the table, so its indices stay put.
+    pub sync: Vec<SignedHealth>,
 }
 
 fn gossip(g: Gossip) -> Vec<u8> {
@@ -83,6 +86,9 @@ fn build_fixture(w: &World) -> Fixture {
         .collect();
     let unhealthy: Vec<SignedHealth> = (0..PEERS)
         .map(|i| report(i, HealthStatus::Unhealthy, 2, 60))
+        .collect();
+    let sync: Vec<SignedHealth> = (0..PEERS)
+        .map(|i| report(i, HealthStatus::Baked, 3, 120))
         .collect();
     let at = start().plus_secs(90);
     let mut ledger = Ledger::new(a.id);
@@ -145,7 +151,7 @@ fn build_fixture(w: &World) -> Fixture {
         c.list_bytes.clone(),
     ]);
     assert_eq!(table.len(), LEN);
-    Fixture { table }
+    Fixture { table, sync }
 }
 
 /// The fixture of the open fleet (`false`) or the one with an operator (`true`).

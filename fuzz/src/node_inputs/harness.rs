@@ -11,7 +11,7 @@ use waveguard_protocol::chunk::{self, ChunkHash};
 use waveguard_protocol::fetch::Bitfield;
 use waveguard_protocol::node::{Input, Node, NodeConfig, NodeEvent, NodeRole, Output};
 use waveguard_protocol::wave::WavePin;
-use waveguard_protocol::wire::{Gossip, Request, Response};
+use waveguard_protocol::wire::{Gossip, Request, Response, SignedHealth};
 use waveguard_protocol::{NodeId, ReleaseId, Timestamp};
 
 /// A request the node sent and nobody has answered yet.
@@ -25,6 +25,7 @@ struct OpenRequest {
 pub(super) struct Harness {
     world: &'static World,
     table: &'static [Vec<u8>],
+    sync: &'static [SignedHealth],
     node: Node,
     me: NodeId,
     now: Timestamp,
@@ -114,6 +115,7 @@ impl Harness {
         let mut h = Harness {
             world,
             table: &fixture(setup.operator).table,
+            sync: &fixture(setup.operator).sync,
             node: Node::new(key, trust, config, NOW),
             me,
             now: NOW,
@@ -183,6 +185,9 @@ impl Harness {
                 .chunks
                 .get(*index as usize)
                 .map_or(Response::NotFound, |b| Response::Chunk(b.clone().into())),
+            Request::Health { release, wave: 0 } if *release == w.release_a.id => {
+                Response::Health(self.sync.to_vec())
+            }
             _ => Response::NotFound,
         }
     }
