@@ -258,13 +258,8 @@ impl Node {
     fn fail_pending(&mut self, peer: NodeId, pending: Pending) {
         match pending {
             Pending::Metadata | Pending::Have(_) => {}
-            Pending::Health(release) => {
-                // A gate waiting on this answer is decided now, without it.
-                let now = self.now;
-                if let Some(t) = self.releases.get_mut(&release) {
-                    t.gate_check_at = Some(t.gate_check_at.map_or(now, |at| at.min(now)));
-                }
-            }
+            // A gate waiting on this answer is decided now, without it.
+            Pending::Health(release) => self.check_gates_now(&release),
             Pending::ChunkList(release) => {
                 if let Some(t) = self.releases.get_mut(&release) {
                     t.list_request = None;

@@ -44,9 +44,7 @@ impl Node {
             if t.sync_next > self.now || self.sync_outstanding(&id) {
                 continue;
             }
-            let Some(wave) = self.wave_to_sync(t) else {
-                continue;
-            };
+            // Looked at once per interval, not on every input: deciding walks the ledger.
             let every = t
                 .release
                 .policy()
@@ -55,10 +53,13 @@ impl Node {
                 .saturating_mul(1000)
                 .max(MIN_SYNC_INTERVAL_MS);
             let next = self.now.plus_millis(every);
+            let wave = self.wave_to_sync(t);
             if let Some(t) = self.releases.get_mut(&id) {
                 t.sync_next = next;
             }
-            self.request_health_sync(id, wave);
+            if let Some(wave) = wave {
+                self.request_health_sync(id, wave);
+            }
         }
     }
 
@@ -122,8 +123,13 @@ impl Node {
             let _ = self.on_health(Some(from), sh);
         }
         // A gate waiting on this answer (see `check_gates`) is decided now, changed or not.
+        self.check_gates_now(&release);
+    }
+
+    /// Has the gates of `release` evaluated on the next step.
+    pub(super) fn check_gates_now(&mut self, release: &ReleaseId) {
         let now = self.now;
-        if let Some(t) = self.releases.get_mut(&release) {
+        if let Some(t) = self.releases.get_mut(release) {
             t.gate_check_at = Some(t.gate_check_at.map_or(now, |at| at.min(now)));
         }
     }
