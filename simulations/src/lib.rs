@@ -11,3 +11,5 @@
 pub mod clock;
 pub mod mesh;
 pub mod sample;
+pub mod network;
+pub mod report;

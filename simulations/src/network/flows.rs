@@ -1,0 +1,1 @@
+//! Flow-level bandwidth sharing (being written).

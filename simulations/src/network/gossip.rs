@@ -1,0 +1,1 @@
+//! The gossipsub mesh model (being written).
