@@ -8,8 +8,12 @@
 //! same event trace, whose hash [`mesh::Mesh::trace_hash`] exposes so tests can
 //! check determinism.
 
+pub mod bound;
 pub mod clock;
 pub mod mesh;
-pub mod sample;
 pub mod network;
 pub mod report;
+pub mod run;
+pub mod sample;
+pub mod scenario;
+pub mod sweep;

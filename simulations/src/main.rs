@@ -161,8 +161,8 @@ fn quick(a: &QuickArgs) -> anyhow::Result<Summary> {
         release.chunks.clone(),
     );
     match a.bad {
-        Some(Bad::Probe) => mesh.mark_bad(release.id, BadMode::ProbeFails),
-        Some(Bad::Crash) => mesh.mark_bad(release.id, BadMode::CrashAfterInstall),
+        Some(Bad::Probe) => mesh.mark_bad(release.id, BadMode::Probe),
+        Some(Bad::Crash) => mesh.mark_bad(release.id, BadMode::Crash),
         None => {}
     }
     let started = std::time::Instant::now();

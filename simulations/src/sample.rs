@@ -105,9 +105,21 @@ impl SampleVendor {
         policy: RolloutPolicy,
         now: Timestamp,
     ) -> Result<SampleRelease, String> {
+        self.release_with(product, version, size, policy, now, small_chunks())
+    }
+
+    /// Like [`SampleVendor::release`], cut with the chunker `params`.
+    pub fn release_with(
+        &mut self,
+        product: &str,
+        version: &str,
+        size: usize,
+        policy: RolloutPolicy,
+        now: Timestamp,
+        params: ChunkerParams,
+    ) -> Result<SampleRelease, String> {
         let mut artifact = vec![0u8; size];
         self.rng.fill_bytes(&mut artifact);
-        let params = small_chunks();
         let list: ChunkList = chunk_bytes(&artifact, &params).map_err(|e| e.to_string())?;
         let encoded = list.encode();
         let n = u32::try_from(list.chunks.len()).map_err(|e| e.to_string())?;

@@ -57,7 +57,7 @@ fn a_canary_that_rolled_back_does_not_install_again_after_a_restart() {
     let mut s = setup(7, 20, None);
     let waves = waves_of(&s);
     let p = policy();
-    s.mesh.mark_bad(s.release.id, BadMode::ProbeFails);
+    s.mesh.mark_bad(s.release.id, BadMode::Probe);
     let canary = waves.iter().position(|&w| w == 0).expect("a canary") + 1;
     run(&mut s, p.scheduled_open(0).plus_secs(60));
     assert!(matches!(

@@ -62,7 +62,7 @@ fn a_good_release_reaches_every_endpoint_wave_by_wave() {
 #[test]
 fn a_release_whose_probe_fails_halts_at_the_first_wave_everywhere() {
     let mut s = setup(7, 20, Some(4));
-    s.mesh.mark_bad(s.release.id, BadMode::ProbeFails);
+    s.mesh.mark_bad(s.release.id, BadMode::Probe);
     run(&mut s, policy().end().plus_secs(120));
 
     let installs = s.mesh.installs();
@@ -90,7 +90,7 @@ fn a_release_whose_probe_fails_halts_at_the_first_wave_everywhere() {
 #[test]
 fn installers_that_go_silent_halt_the_rollout() {
     let mut s = setup(11, 20, None);
-    s.mesh.mark_bad(s.release.id, BadMode::CrashAfterInstall);
+    s.mesh.mark_bad(s.release.id, BadMode::Crash);
     run(&mut s, policy().end().plus_secs(120));
 
     let installs = s.mesh.installs();
@@ -162,7 +162,7 @@ fn a_release_that_arrives_after_its_schedule_still_waits_for_its_gates() {
     let mut late = policy();
     late.start = Timestamp(T0.as_millis() - 3_600_000);
     let mut s = setup_with(7, 20, None, late.clone());
-    s.mesh.mark_bad(s.release.id, BadMode::ProbeFails);
+    s.mesh.mark_bad(s.release.id, BadMode::Probe);
     run(&mut s, T0.plus_secs(600));
     let installs = s.mesh.installs();
     assert!(!installs.is_empty());

@@ -3,3 +3,4 @@
 
 pub mod flows;
 pub mod gossip;
+pub mod topology;

@@ -1,0 +1,359 @@
+//! Carrying out what an engine asks for: sending, storing, assembling,
+//! installing, probing and rolling back, with the invariants checked as each
+//! action happens.
+
+use super::stats::Kind;
+use super::{BadMode, Event, HealthLie, InstallRecord, InvariantViolation, Mesh};
+use serde_bytes::ByteBuf;
+use waveguard_protocol::chunk::{hash, ChunkHash};
+use waveguard_protocol::health::report::{peek_release, sign_report, HealthReport, HealthStatus};
+use waveguard_protocol::node::{Input, NodeEvent, Output};
+use waveguard_protocol::wave::{wave_of, WavePin};
+use waveguard_protocol::wire::{Gossip, Response};
+use waveguard_protocol::ReleaseId;
+
+impl Mesh {
+    pub(super) fn carry_out(&mut self, i: usize, out: Output) -> Result<(), InvariantViolation> {
+        match out {
+            Output::Broadcast { data, .. } => self.node_broadcast(i, data),
+            Output::GossipVerdict {
+                message_id,
+                verdict,
+            } => self.verdict(message_id, verdict),
+            Output::SendRequest {
+                to,
+                request_id,
+                data,
+            } => {
+                let Some(&j) = self.index.get(&to) else {
+                    return Ok(());
+                };
+                let route = self.next_route;
+                self.next_route += 1;
+                let kind = Mesh::request_kind(&data);
+                self.routes.insert(route, (i, request_id, kind));
+                let from = self.nodes[i].engine.id();
+                let input = Input::Request {
+                    from,
+                    request_id: route,
+                    data: data.clone(),
+                };
+                self.send(i, j, data.len(), kind, input, Some((i, request_id)));
+            }
+            Output::Respond {
+                request_id, data, ..
+            } => {
+                if let Some((requester, their_id, kind)) = self.routes.remove(&request_id) {
+                    let data = if self.nodes[i].serves_corrupt && kind == Kind::Chunk {
+                        self.stats.count("corrupt_chunks_served");
+                        corrupt_chunk(data)
+                    } else {
+                        data
+                    };
+                    let from = self.nodes[i].engine.id();
+                    let len = data.len();
+                    let input = Input::Response {
+                        from,
+                        request_id: their_id,
+                        data,
+                    };
+                    self.send(i, requester, len, kind, input, Some((requester, their_id)));
+                }
+            }
+            Output::LoadChunk { token, hash: h, .. } => {
+                let data = self.nodes[i]
+                    .store
+                    .contains(&h)
+                    .then(|| self.content.get(&h).map(|b| b.to_vec()))
+                    .flatten();
+                self.queue.push(
+                    self.now,
+                    Event::Deliver {
+                        to: i,
+                        input: Input::ChunkLoaded { token, data },
+                    },
+                );
+            }
+            Output::StoreChunk { hash: h, data } => {
+                self.stats.invariant_checks += 1;
+                // Bytes equal to content already verified against `h` verify too; a
+                // comparison is far cheaper than hashing again.
+                let verifies = match self.content.get(&h) {
+                    Some(known) => known[..] == data[..],
+                    None => hash(&data) == h,
+                };
+                if !verifies {
+                    return Err(self.violation(format!(
+                        "node {i} was asked to store a chunk that does not match its hash"
+                    )));
+                }
+                self.content
+                    .entry(h)
+                    .or_insert_with(|| std::sync::Arc::from(data));
+                self.hold(i, h);
+                *self.nodes[i].writes.entry(h).or_default() += 1;
+                self.queue.push(
+                    self.now,
+                    Event::Deliver {
+                        to: i,
+                        input: Input::ChunkStored { hash: h },
+                    },
+                );
+            }
+            Output::Assemble {
+                release,
+                length,
+                blake3: want,
+                chunks,
+                ..
+            } => {
+                let result = self.assemble(i, &chunks, length, want);
+                if result.is_ok() {
+                    self.nodes[i].staged.insert(release, want);
+                }
+                self.queue.push(
+                    self.now,
+                    Event::Deliver {
+                        to: i,
+                        input: Input::ArtifactStaged { release, result },
+                    },
+                );
+            }
+            Output::Install { release, .. } => {
+                self.check_install(i, release)?;
+                let at = self.later(self.config.install_ms);
+                self.queue.push(
+                    at,
+                    Event::Deliver {
+                        to: i,
+                        input: Input::InstallFinished {
+                            release,
+                            result: Ok(()),
+                        },
+                    },
+                );
+                if self.hurt(i, &release) == Some(BadMode::Crash) {
+                    // The install "succeeds", then the machine is gone: it reports once at most.
+                    let die = self.later(self.config.install_ms + 1);
+                    self.queue.push(die, Event::Crash { node: i });
+                }
+            }
+            Output::RunProbe { release } => {
+                let truly_healthy = self.hurt(i, &release).is_none();
+                if self.nodes[i].probed.insert(release) {
+                    if truly_healthy {
+                        self.stats.healthy += 1;
+                    } else {
+                        self.count_failure();
+                    }
+                }
+                let healthy = truly_healthy || self.nodes[i].lie == Some(HealthLie::Forge);
+                let at = self.later(self.config.probe_ms);
+                self.queue.push(
+                    at,
+                    Event::Deliver {
+                        to: i,
+                        input: Input::ProbeFinished { release, healthy },
+                    },
+                );
+            }
+            Output::Rollback { release } => {
+                let at = self.later(self.config.install_ms);
+                self.queue.push(
+                    at,
+                    Event::Deliver {
+                        to: i,
+                        input: Input::RollbackFinished {
+                            release,
+                            result: Ok(()),
+                        },
+                    },
+                );
+            }
+            Output::Ban { peer, .. } => {
+                if let Some(&j) = self.index.get(&peer) {
+                    self.bans.push((i, j));
+                    self.stats.count("bans");
+                    if self.nodes[i].neighbours.remove(&j) {
+                        self.nodes[j].neighbours.remove(&i);
+                        self.link_down(i, j);
+                    }
+                }
+            }
+            Output::StoreTrust(stored) => self.nodes[i].saved_trust = Some(stored),
+            Output::StoreRollout { release, data } => {
+                self.nodes[i].saved_rollouts.insert(release, data);
+            }
+            Output::StoreChunkList { release, data } => {
+                self.nodes[i].saved_lists.insert(release, data);
+            }
+            Output::Event(NodeEvent::Halted { release, .. }) => {
+                if self.nodes[i].halted.insert(release) {
+                    self.stats.knowing_halt += 1;
+                    self.stats.first_halt.get_or_insert(self.now);
+                    let k = self.stats.knowing_halt;
+                    self.stats.halt_knowledge.push((self.now, k));
+                }
+            }
+            Output::Event(NodeEvent::Resumed { release }) => {
+                if self.nodes[i].halted.remove(&release) {
+                    self.stats.knowing_halt -= 1;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn count_failure(&mut self) {
+        self.stats.failed += 1;
+        self.stats.first_failure.get_or_insert(self.now);
+    }
+
+    /// How a bad `release` hurts node `i`, if it does (a seeded share of the nodes).
+    pub(super) fn hurt(&self, i: usize, release: &ReleaseId) -> Option<BadMode> {
+        let &(mode, fraction) = self.bad.get(release)?;
+        let mut h = blake3::Hasher::new();
+        h.update(&self.config.seed.to_le_bytes());
+        h.update(&(i as u64).to_le_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        let draw = u64::from_le_bytes(b) as f64 / u64::MAX as f64;
+        (fraction >= 1.0 || draw < fraction).then_some(mode)
+    }
+
+    fn node_broadcast(&mut self, i: usize, data: Vec<u8>) {
+        let health = match Gossip::decode(&data) {
+            Ok(Gossip::Health(signed)) => Some(signed),
+            _ => None,
+        };
+        if let Some(signed) = health {
+            match self.nodes[i].lie {
+                Some(HealthLie::Withhold) => {
+                    self.stats.count("reports_withheld");
+                    return;
+                }
+                Some(HealthLie::Forge) => {
+                    if let Ok(release) = peek_release(&signed) {
+                        self.forge_report(i, release);
+                    }
+                }
+                None => {}
+            }
+            self.nodes[i].health_sent += 1;
+            *self
+                .health_by_minute
+                .entry(self.now.as_millis() / 60_000)
+                .or_default() += 1;
+        }
+        self.broadcast(i, &data);
+    }
+
+    /// A liar's healthy report in another endpoint's name, signed with the liar's own key
+    /// (it has no other): honest engines must refuse it.
+    fn forge_report(&mut self, i: usize, release: ReleaseId) {
+        let endpoints = self.nodes.len() - 1;
+        if endpoints < 2 {
+            return;
+        }
+        let victim = 1 + (rand_core::RngCore::next_u64(&mut self.rng) as usize) % endpoints;
+        let Some(r) = self.nodes[i].engine.trust().release(&release) else {
+            return;
+        };
+        let victim_id = self.nodes[victim].engine.id();
+        let wave = wave_of(r.policy(), &release, &victim_id, WavePin::None) as u32;
+        let report = HealthReport::new(
+            victim_id,
+            release,
+            wave,
+            HealthStatus::Healthy,
+            self.now.as_millis(),
+            self.now,
+        );
+        let signed = sign_report(&self.nodes[i].key, report, None);
+        self.stats.count("forged_reports");
+        self.broadcast(i, &Gossip::Health(signed).encode());
+    }
+
+    fn assemble(
+        &mut self,
+        i: usize,
+        chunks: &[ChunkHash],
+        length: u64,
+        want: [u8; 32],
+    ) -> Result<(), String> {
+        if chunks.iter().any(|c| !self.nodes[i].store.contains(c)) {
+            return Err("a chunk is missing from the store".to_string());
+        }
+        // The same chunk sequence always assembles to the same bytes: hash it once per run.
+        let mut key = blake3::Hasher::new();
+        for c in chunks {
+            key.update(c);
+        }
+        let key = *key.finalize().as_bytes();
+        let (len, got) = match self.assembled.get(&key) {
+            Some(&v) => v,
+            None => {
+                let mut hasher = blake3::Hasher::new();
+                let mut len = 0u64;
+                for c in chunks {
+                    if let Some(bytes) = self.content.get(c) {
+                        hasher.update(bytes);
+                        len += bytes.len() as u64;
+                    }
+                }
+                let v = (len, *hasher.finalize().as_bytes());
+                self.assembled.insert(key, v);
+                v
+            }
+        };
+        if len != length || got != want {
+            return Err(format!(
+                "assembled {len} bytes hashing to {}",
+                hex::encode(got)
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_install(&mut self, i: usize, release: ReleaseId) -> Result<(), InvariantViolation> {
+        self.stats.invariant_checks += 1;
+        let engine = &self.nodes[i].engine;
+        let Some(r) = engine.trust().release(&release) else {
+            return Err(self.violation(format!(
+                "node {i} installs {release}, which it does not trust"
+            )));
+        };
+        let wave = wave_of(r.policy(), &release, &engine.id(), WavePin::None);
+        if self.now < r.policy().scheduled_open(wave) {
+            return Err(self.violation(format!(
+                "node {i} installs {release} before wave {wave} is scheduled"
+            )));
+        }
+        if self.nodes[i].halted.contains(&release) {
+            return Err(self.violation(format!(
+                "node {i} installs {release} after learning it is halted"
+            )));
+        }
+        self.installs.push(InstallRecord {
+            node: i,
+            release,
+            wave,
+            at: self.now,
+        });
+        Ok(())
+    }
+}
+
+fn corrupt_chunk(data: Vec<u8>) -> Vec<u8> {
+    match Response::decode(&data) {
+        Ok(Response::Chunk(bytes)) => {
+            let mut bytes = bytes.into_vec();
+            if let Some(b) = bytes.first_mut() {
+                *b ^= 0xff;
+            }
+            Response::Chunk(ByteBuf::from(bytes)).encode()
+        }
+        _ => data,
+    }
+}

@@ -1,0 +1,105 @@
+//! What the mesh counts while it runs: bytes sent by message kind, probe
+//! outcomes, halts and when they became known, downloads finished, and fault
+//! counters. The report builds `summary.json` and the time series from these.
+
+use std::collections::BTreeMap;
+use waveguard_protocol::Timestamp;
+
+/// What a message on the wire is, for byte accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Gossiped trust metadata.
+    Metadata,
+    /// A gossiped health report or heartbeat.
+    Health,
+    /// Gossiped halt evidence.
+    Halt,
+    /// A gossiped halt or resume directive.
+    Directive,
+    /// Gossipsub control traffic (IHAVE, IWANT, GRAFT, PRUNE).
+    GossipControl,
+    /// A request for a chunk and the chunk in answer.
+    Chunk,
+    /// Availability exchange (`Have`).
+    Have,
+    /// Chunk lists.
+    ChunkList,
+    /// Metadata fetched by request.
+    MetadataRequest,
+    /// Health sync requests and answers.
+    HealthSync,
+}
+
+impl Kind {
+    /// Every kind, in report order.
+    pub const ALL: [Kind; 10] = [
+        Kind::Metadata,
+        Kind::Health,
+        Kind::Halt,
+        Kind::Directive,
+        Kind::GossipControl,
+        Kind::Chunk,
+        Kind::Have,
+        Kind::ChunkList,
+        Kind::MetadataRequest,
+        Kind::HealthSync,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Metadata => "metadata",
+            Kind::Health => "health",
+            Kind::Halt => "halt",
+            Kind::Directive => "directive",
+            Kind::GossipControl => "gossip-control",
+            Kind::Chunk => "chunk",
+            Kind::Have => "have",
+            Kind::ChunkList => "chunk-list",
+            Kind::MetadataRequest => "metadata-request",
+            Kind::HealthSync => "health-sync",
+        }
+    }
+}
+
+/// Counters kept during a run.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Bytes sent by endpoints (not the seeder), by kind.
+    pub endpoint_bytes: [u64; Kind::ALL.len()],
+    /// Bytes the seeder sent.
+    pub seeder_bytes: u64,
+    /// Probes that passed (first per node and release).
+    pub healthy: u64,
+    /// Probes that failed plus machines that died after installing.
+    pub failed: u64,
+    /// When the first failure happened.
+    pub first_failure: Option<Timestamp>,
+    /// When the first node learned of a halt.
+    pub first_halt: Option<Timestamp>,
+    /// Nodes that know of a halt now.
+    pub knowing_halt: u64,
+    /// Each time the count of nodes knowing of a halt grew: (time, count).
+    pub halt_knowledge: Vec<(Timestamp, u64)>,
+    /// Fault counters (corrupt chunks served, forged and withheld reports, bans, losses).
+    pub faults: BTreeMap<&'static str, u64>,
+    /// Invariant checks made.
+    pub invariant_checks: u64,
+}
+
+impl Stats {
+    /// Adds one to a fault counter.
+    pub fn count(&mut self, what: &'static str) {
+        *self.faults.entry(what).or_default() += 1;
+    }
+
+    /// Records `bytes` sent by `node` as `kind`.
+    pub fn sent(&mut self, node: usize, kind: Kind, bytes: usize) {
+        if node == 0 {
+            self.seeder_bytes += bytes as u64;
+        } else {
+            let k = Kind::ALL.iter().position(|&x| x == kind).unwrap_or(0);
+            self.endpoint_bytes[k] += bytes as u64;
+        }
+    }
+}
