@@ -187,22 +187,26 @@ impl Mesh {
             Output::StoreChunkList { release, data } => {
                 self.nodes[i].saved_lists.insert(release, data);
             }
-            Output::Event(NodeEvent::Halted { release, .. }) => {
-                if self.nodes[i].halted.insert(release) {
-                    self.stats.knowing_halt += 1;
-                    self.stats.first_halt.get_or_insert(self.now);
-                    let k = self.stats.knowing_halt;
-                    self.stats.halt_knowledge.push((self.now, k));
-                }
-            }
-            Output::Event(NodeEvent::Resumed { release }) => {
-                if self.nodes[i].halted.remove(&release) {
-                    self.stats.knowing_halt -= 1;
-                }
-            }
+            Output::Event(NodeEvent::Halted { release, .. }) => self.learned_halt(i, release),
+            Output::Event(NodeEvent::Resumed { release }) => self.forgot_halt(i, release),
             _ => {}
         }
         Ok(())
+    }
+
+    fn learned_halt(&mut self, i: usize, release: ReleaseId) {
+        if self.nodes[i].halted.insert(release) {
+            self.stats.knowing_halt += 1;
+            self.stats.first_halt.get_or_insert(self.now);
+            let k = self.stats.knowing_halt;
+            self.stats.halt_knowledge.push((self.now, k));
+        }
+    }
+
+    fn forgot_halt(&mut self, i: usize, release: ReleaseId) {
+        if self.nodes[i].halted.remove(&release) {
+            self.stats.knowing_halt -= 1;
+        }
     }
 
     pub(super) fn count_failure(&mut self) {

@@ -458,6 +458,14 @@ impl Mesh {
             }
             Event::Crash { node } => {
                 self.trace_event(node, "crash");
+                // A probe that already failed counted this machine once.
+                let counted = self.nodes[node]
+                    .probed
+                    .iter()
+                    .any(|r| self.hurt(node, r).is_some());
+                if !counted && !self.nodes[node].dead {
+                    self.count_failure();
+                }
                 self.nodes[node].dead = true;
                 self.take_down(node);
                 return Ok(());

@@ -224,6 +224,7 @@ impl Mesh {
 
     /// Carries one of the router's sends from node `i`.
     pub(super) fn send_gossip(&mut self, i: usize, send: GossipSend) {
+        let bytes = self.router.control_bytes(&send);
         let (to, control) = match send {
             GossipSend::Message { to, msg } => {
                 let to = to as usize;
@@ -244,11 +245,7 @@ impl Mesh {
             GossipSend::Prune { to } => (to, Control::Prune),
         };
         let to = to as usize;
-        let bytes = match &control {
-            Control::IHave(ids) | Control::IWant(ids) => 16 + 32 * ids.len(),
-            Control::Graft | Control::Prune => 40,
-        };
-        self.stats.sent(i, Kind::GossipControl, bytes);
+        self.stats.sent(i, Kind::GossipControl, bytes as usize);
         if self.reachable(i, to) && !self.lost(i, to) {
             let at = self.later(self.topology.latency_ms(i, to));
             self.queue.push(

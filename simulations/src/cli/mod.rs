@@ -1,0 +1,4 @@
+//! The simulator's subcommands, one file each.
+
+pub mod quick;
+pub mod run;
