@@ -5,6 +5,7 @@
 //! and measures.
 
 use crate::bound::LowerBound;
+use crate::mesh::stats::Kind;
 use crate::mesh::{InvariantViolation, Mesh, MeshConfig};
 use crate::report::series::{Sample, TimeSeries};
 use crate::report::summary::{BadReleaseSummary, Percentiles, Summary, WaveSummary};
@@ -113,6 +114,7 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         }
         seen_installs = mesh.installs().len();
         let (bandwidth, wan, seeder) = mesh.rates();
+        let k = scenario.byte_scale();
         let stats = mesh.stats();
         let observed_open = installed.iter().rposition(|&n| n > 0).map_or(0, |w| w + 1);
         let passed = seeder_passed(&mesh, &release.id);
@@ -132,9 +134,10 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
             knowing_halt: stats.knowing_halt,
             waves_open: observed_open.max(started_waves) as u64,
             halted: stats.first_halt.is_some(),
-            bandwidth_bps: bandwidth,
-            wan_bps: wan,
-            seeder_upload_bps: seeder,
+            // Nominal rates: `+ 0.0` turns a -0 sum into 0.
+            bandwidth_bps: bandwidth * k + 0.0,
+            wan_bps: wan * k + 0.0,
+            seeder_upload_bps: seeder * k + 0.0,
         });
         if let Some(p) = progress {
             p.set_position(t.0.saturating_sub(PUBLISH_AT.0) / 1000);
@@ -153,7 +156,8 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         seed,
         trace_hash: hex::encode(mesh.trace_hash()),
         endpoints: endpoints as u64,
-        release_bytes: scenario.release_bytes() as u64,
+        release_bytes: scenario.nominal_release_bytes(),
+        byte_scale: u64::from(scenario.release.byte_scale),
         events: mesh.events(),
         wall_seconds: started.elapsed().as_secs_f64(),
         simulated_seconds: secs(mesh.now()),
@@ -189,22 +193,28 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         .collect();
     summary.download = Percentiles::from_samples(&mut done);
     let topo = mesh.topology();
-    let mut bound = LowerBound::new(summary.release_bytes, topo.upload(0));
+    // In nominal bytes and rates; the bound is the same under any byte scale.
+    let k = scenario.byte_scale();
+    let mut bound = LowerBound::new(summary.release_bytes, topo.upload(0) * k);
     for i in 1..mesh.len() {
-        bound.add_peer(topo.upload(i), topo.download(i));
+        bound.add_peer(topo.upload(i) * k, topo.download(i) * k);
     }
     let all_done = summary.download.count == endpoints as u64;
     summary.lower_bound = bound.summary(summary.download.max.filter(|_| all_done));
-    summary.seeder_upload_bytes = stats.seeder_bytes;
-    summary.bytes_per_node = crate::mesh::stats::Kind::ALL
+    // Chunk bytes were scaled down; everything else is its true size.
+    let nominal = |bytes: &[u64; Kind::ALL.len()]| -> Vec<f64> {
+        Kind::ALL
+            .iter()
+            .zip(bytes)
+            .map(|(kind, &b)| if *kind == Kind::Chunk { b as f64 * k } else { b as f64 })
+            .collect()
+    };
+    summary.seeder_upload_bytes = nominal(&stats.seeder_bytes).iter().sum::<f64>() as u64;
+    let endpoint_bytes = nominal(&stats.endpoint_bytes);
+    summary.bytes_per_node = Kind::ALL
         .iter()
-        .enumerate()
-        .map(|(k, kind)| {
-            (
-                kind.name().to_string(),
-                stats.endpoint_bytes[k] as f64 / endpoints.max(1) as f64,
-            )
-        })
+        .zip(endpoint_bytes)
+        .map(|(kind, b)| (kind.name().to_string(), b / endpoints.max(1) as f64))
         .collect();
     if scenario.bad_release.is_some() {
         let installed_bad = mesh

@@ -94,6 +94,11 @@ pub struct ReleaseSpec {
     pub size_mib: f64,
     /// Average chunk size in KiB (the chunker cuts between a quarter and four times this).
     pub chunk_kib: u32,
+    /// Move `1/byte_scale` of every bulk byte over links `1/byte_scale` as fast: transfer
+    /// times are unchanged (a flow's duration is bytes over rate) while the engines hash and
+    /// copy far less. Reports give nominal (unscaled) bytes and rates.
+    #[serde(default = "one_u32")]
+    pub byte_scale: u32,
 }
 
 impl Default for ReleaseSpec {
@@ -101,6 +106,7 @@ impl Default for ReleaseSpec {
         ReleaseSpec {
             size_mib: 4.0,
             chunk_kib: 256,
+            byte_scale: 1,
         }
     }
 }
@@ -358,6 +364,9 @@ fn default_name() -> String {
 fn one() -> u64 {
     1
 }
+fn one_u32() -> u32 {
+    1
+}
 fn yes() -> bool {
     true
 }
@@ -455,9 +464,18 @@ impl Scenario {
                 format!("{} must be in (0, 4096]", self.release.size_mib),
             ));
         }
-        self.chunker()
-            .validate()
-            .map_err(|e| bad("release.chunk_kib", e.to_string()))?;
+        if self.release.byte_scale == 0 {
+            return Err(bad("release.byte_scale", "must be at least 1".into()));
+        }
+        self.chunker().validate().map_err(|e| {
+            bad(
+                "release.chunk_kib",
+                format!(
+                    "{e} (chunk_kib {} KiB / byte_scale {})",
+                    self.release.chunk_kib, self.release.byte_scale
+                ),
+            )
+        })?;
         self.policy(Timestamp::from_secs(0))
             .validate()
             .map_err(|e| bad("rollout", e.to_string()))?;
@@ -548,14 +566,24 @@ impl Scenario {
         self.sites.iter().position(|s| s.name == name)
     }
 
-    /// The release's size in bytes.
+    /// The release's nominal size in bytes.
+    pub fn nominal_release_bytes(&self) -> u64 {
+        (self.release.size_mib * 1024.0 * 1024.0).round() as u64
+    }
+
+    /// The bytes the simulator actually moves for the release (nominal / byte_scale).
     pub fn release_bytes(&self) -> usize {
-        (self.release.size_mib * 1024.0 * 1024.0).round() as usize
+        (self.nominal_release_bytes() / u64::from(self.release.byte_scale.max(1))) as usize
+    }
+
+    /// The byte scale (at least 1).
+    pub fn byte_scale(&self) -> f64 {
+        f64::from(self.release.byte_scale.max(1))
     }
 
     /// The chunker the vendor cuts the release with.
     pub fn chunker(&self) -> ChunkerParams {
-        let avg = self.release.chunk_kib.saturating_mul(1024);
+        let avg = self.release.chunk_kib.saturating_mul(1024) / self.release.byte_scale.max(1);
         ChunkerParams {
             min_size: avg / 4,
             avg_size: avg,
@@ -587,8 +615,10 @@ impl Scenario {
         }
     }
 
-    /// The network layout.
+    /// The network layout, capacities divided by the byte scale.
     pub fn topology(&self) -> Topology {
+        let k = self.byte_scale();
+        let rate = |mbit: Option<f64>| rate(mbit) / k;
         let sites = self
             .sites
             .iter()

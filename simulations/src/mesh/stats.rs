@@ -67,8 +67,8 @@ impl Kind {
 pub struct Stats {
     /// Bytes sent by endpoints (not the seeder), by kind.
     pub endpoint_bytes: [u64; Kind::ALL.len()],
-    /// Bytes the seeder sent.
-    pub seeder_bytes: u64,
+    /// Bytes the seeder sent, by kind.
+    pub seeder_bytes: [u64; Kind::ALL.len()],
     /// Probes that passed (first per node and release).
     pub healthy: u64,
     /// Probes that failed plus machines that died after installing.
@@ -95,10 +95,10 @@ impl Stats {
 
     /// Records `bytes` sent by `node` as `kind`.
     pub fn sent(&mut self, node: usize, kind: Kind, bytes: usize) {
+        let k = Kind::ALL.iter().position(|&x| x == kind).unwrap_or(0);
         if node == 0 {
-            self.seeder_bytes += bytes as u64;
+            self.seeder_bytes[k] += bytes as u64;
         } else {
-            let k = Kind::ALL.iter().position(|&x| x == kind).unwrap_or(0);
             self.endpoint_bytes[k] += bytes as u64;
         }
     }

@@ -119,7 +119,9 @@ impl Mesh {
             self.fail_later(on_loss);
             return;
         }
-        if bytes < FLOW_MIN_BYTES {
+        // Chunks always share bandwidth (under a byte scale they may be small);
+        // other messages only when bulky.
+        if kind != Kind::Chunk && bytes < FLOW_MIN_BYTES {
             let at = self.later(self.topology.latency_ms(a, b));
             self.queue.push(at, Event::Deliver { to: b, input });
             return;

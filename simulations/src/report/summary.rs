@@ -30,6 +30,9 @@ pub struct Summary {
     pub endpoints: u64,
     /// The size of the release in bytes.
     pub release_bytes: u64,
+    /// The byte scale the run used (bulk bytes moved = nominal / scale; reports are nominal).
+    #[serde(default = "one")]
+    pub byte_scale: u64,
     /// Events processed.
     pub events: u64,
     /// Wall-clock seconds the run took.
@@ -347,4 +350,8 @@ mod tests {
         let err = Summary::default().write(&path).unwrap_err();
         assert!(err.to_string().contains("summary.json"), "{err}");
     }
+}
+
+fn one() -> u64 {
+    1
 }
