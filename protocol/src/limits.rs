@@ -192,14 +192,20 @@ pub const DOWNLOAD_WINDOW_MS: u64 = REQUEST_TIMEOUT_MS / 2;
 /// short, so what it sends reaches the swarm (and is shared) quickly instead
 /// of queueing while others ask it for the same chunks: on loopback, 12
 /// agents fetching 64 MiB from a 2 MiB/s seeder took 3.4 times the P2P lower
-/// bound with a 10 s backlog and 2.1 times with 2 s.
-pub const UPLOAD_BACKLOG_MS: u64 = 2_000;
+/// bound with a 10 s backlog and 2.1 times with 2 s; in the simulator (which
+/// reproduces that loopback figure), 500 ms with a 200 ms availability flush
+/// and a 1 s resend hold brought 200 nodes fetching 8 MiB from 6.3 to 2.7
+/// times the bound and 50 nodes behind a slow seeder from 2.0 to 1.27
+/// (docs/benchmarks.md).
+pub const UPLOAD_BACKLOG_MS: u64 = 500;
 /// How long an upload-limited node declines to send a chunk again to another
 /// peer after sending it once, in milliseconds, answering `Busy` instead: long
 /// enough for the first recipient to store and announce it (availability is
-/// announced within a second), so that others fetch it from there and the
-/// scarce upload goes to chunks nobody has yet.
-pub const RESEND_HOLD_MS: u64 = 5_000;
+/// announced within 200 ms), so that others fetch it from there and the
+/// scarce upload goes to chunks nobody has yet; short, because while it holds,
+/// a node with the chunk cannot help spread it (5 s held 200 simulated nodes
+/// at 5.7 times the lower bound, 1 s at 2.7).
+pub const RESEND_HOLD_MS: u64 = 1_000;
 /// Most chunks an upload-limited node remembers having sent (for
 /// [`RESEND_HOLD_MS`]); the oldest is forgotten first.
 pub const MAX_RECENT_SENDS: usize = 1024;

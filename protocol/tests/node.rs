@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 use waveguard_protocol::chunk::ChunkList;
 use waveguard_protocol::chunker::chunk_bytes;
 use waveguard_protocol::fetch::{Bandwidth, Bitfield};
-use waveguard_protocol::limits::{DOWNLOAD_WINDOW_MS, UPLOAD_BACKLOG_MS};
+use waveguard_protocol::limits::{DOWNLOAD_WINDOW_MS, RESEND_HOLD_MS, UPLOAD_BACKLOG_MS};
 use waveguard_protocol::metadata::build::{
     new_root, release_target, sign_document, Expiries, Repository, RoleSigners, RoleSpec, RootSpec,
 };
@@ -484,7 +484,7 @@ fn ask_chunk(n: &mut Node, f: &Fixture, now: Timestamp, from: NodeId, id: u64, i
 fn an_upload_limit_answers_busy_once_its_backlog_is_full_and_recovers_with_time() {
     let f = fixture();
     let list = ChunkList::decode(&f.list).unwrap();
-    // 100 kB/s: a backlog of UPLOAD_BACKLOG_MS (10 s) holds 1 MB.
+    // 100 kB/s: a backlog of UPLOAD_BACKLOG_MS holds that much of a second's 100 kB.
     let rate = 100_000u64;
     let limit = rate * UPLOAD_BACKLOG_MS / 1000;
     let mut n = holder(
@@ -516,8 +516,9 @@ fn an_upload_limit_answers_busy_once_its_backlog_is_full_and_recovers_with_time(
         accepted + 256 * 1024 > limit,
         "refused early at {accepted} bytes"
     );
-    // Once the backlog has drained at the rate, chunks are taken on again.
-    let later = T0.plus_millis(UPLOAD_BACKLOG_MS);
+    // Once the backlog has drained at the rate (and the resend hold on chunks
+    // already sent to others has passed), chunks are taken on again.
+    let later = T0.plus_millis(UPLOAD_BACKLOG_MS.max(RESEND_HOLD_MS));
     let from = peer(99);
     n.handle_input(later, Input::PeerConnected(from));
     drain(&mut n, later);

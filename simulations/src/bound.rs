@@ -219,11 +219,13 @@ pub struct BoundSummary {
     /// The file size `F` in bytes.
     pub file_bytes: u64,
     /// The seeder's upload rate `u_s` in bytes per second.
+    #[serde(with = "infinite_as_null")]
     pub seeder_upload_bps: f64,
     /// The slowest downloader's download rate in bytes per second (`None`
     /// without downloaders or when no download is limited).
     pub min_download_bps: Option<f64>,
     /// The sum of the downloaders' upload rates in bytes per second.
+    #[serde(with = "infinite_as_null")]
     pub sum_upload_bps: f64,
     /// The number of downloaders `N`.
     pub peers: u64,

@@ -97,6 +97,16 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
     let wave_of_node: Vec<usize> = (0..mesh.len())
         .map(|i| wave_of(&policy, &release.id, &mesh.node(i).id(), WavePin::None))
         .collect();
+    for (w, spec) in policy.waves.iter().enumerate() {
+        if !(1..mesh.len()).any(|i| wave_of_node[i] == w) {
+            // Its gate needs `min_reports` healthy reports, so the rollout would stall there.
+            return Err(setup(format!(
+                "wave {w} ({}) gets no endpoint of this {endpoints}-endpoint fleet, so its gate \
+                 could never pass; raise its cumulative_percent or the fleet size",
+                spec.name
+            )));
+        }
+    }
     let mut series = TimeSeries::new(policy.waves.iter().map(|w| w.name.clone()).collect());
     let mut installed = vec![0u64; waves];
     let mut installed_nodes = HashSet::new();
@@ -206,7 +216,13 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         Kind::ALL
             .iter()
             .zip(bytes)
-            .map(|(kind, &b)| if *kind == Kind::Chunk { b as f64 * k } else { b as f64 })
+            .map(|(kind, &b)| {
+                if *kind == Kind::Chunk {
+                    b as f64 * k
+                } else {
+                    b as f64
+                }
+            })
             .collect()
     };
     summary.seeder_upload_bytes = nominal(&stats.seeder_bytes).iter().sum::<f64>() as u64;

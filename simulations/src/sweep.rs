@@ -8,7 +8,7 @@
 //! [sweep]
 //! seeds = [1, 2, 3]                                     # optional
 //! [[sweep.params]]                                      # at most two
-//! path = "sites.0.upload_mbps"
+//! path = "sites.0.upload_mbit"
 //! values = [1, 2, 4]
 //! ```
 //!
@@ -49,7 +49,7 @@ pub struct SweepPoint {
 }
 
 impl SweepPoint {
-    /// A short human-readable label such as `sites.0.upload_mbps=2 seed=3`.
+    /// A short human-readable label such as `sites.0.upload_mbit=2 seed=3`.
     pub fn label(&self) -> String {
         let mut parts: Vec<String> = self
             .params

@@ -44,6 +44,12 @@ impl Mesh {
                 request_id, data, ..
             } => {
                 if let Some((requester, their_id, kind)) = self.routes.remove(&request_id) {
+                    if kind == Kind::HealthSync && self.nodes[i].lie == Some(HealthLie::Withhold) {
+                        // A withholder shares no health, by sync either: the asker times out.
+                        self.stats.count("health_syncs_withheld");
+                        self.fail_after_timeout(requester, their_id);
+                        return Ok(());
+                    }
                     let data = if self.nodes[i].serves_corrupt && kind == Kind::Chunk {
                         self.stats.count("corrupt_chunks_served");
                         corrupt_chunk(data)

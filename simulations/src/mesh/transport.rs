@@ -154,6 +154,10 @@ impl Mesh {
         }
     }
 
+    pub(super) fn fail_after_timeout(&mut self, node: usize, request_id: u64) {
+        self.fail_later(Some((node, request_id)));
+    }
+
     fn fail_later(&mut self, on_loss: Option<(usize, u64)>) {
         if let Some((node, request_id)) = on_loss {
             let at = self.later(REQUEST_TIMEOUT_MS);

@@ -68,7 +68,7 @@ pub struct Topology {
     pub seeder_upload: f64,
     /// The seeder's download capacity, bytes per second.
     pub seeder_download: f64,
-    /// Connections each node opens (the graph's average degree is about twice this).
+    /// Target average degree: a ring inside each site plus `(degree - 2) / 2` connections each node opens.
     pub degree: usize,
     /// Share of a node's connections opened inside its own site (the rest go to other sites).
     pub local_fraction: f64,

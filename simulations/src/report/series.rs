@@ -28,9 +28,10 @@ pub struct Sample {
     pub failed: u64,
     /// Nodes that know the rollout is halted.
     pub knowing_halt: u64,
-    /// Waves opened so far, as the seeder/vendor sees it.
+    /// Waves open so far: the larger of the highest wave with an install and one past the
+    /// waves whose gate passed on the seeder's view.
     pub waves_open: u64,
-    /// Whether the rollout is halted (on the seeder's/vendor's view).
+    /// Whether any node has learned of a halt so far.
     pub halted: bool,
     /// Sum of all transfer rates at this moment, in bytes per second.
     pub bandwidth_bps: f64,

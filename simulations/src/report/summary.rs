@@ -78,7 +78,7 @@ pub struct WaveSummary {
     pub installed: u64,
     /// Seconds from the rollout's start until each install.
     pub completion: Percentiles,
-    /// Seconds from the rollout's start until the wave opened, if it did.
+    /// Seconds from publishing until the wave's first install, if any.
     pub opened_at_s: Option<f64>,
 }
 
@@ -93,15 +93,15 @@ pub struct BadReleaseSummary {
     pub blast_radius: f64,
     /// Probe failures plus silent crashes.
     pub failed: u64,
-    /// Seconds (from the rollout's start) of the first failure.
+    /// Seconds from publishing until the first failure (failed probe or crash).
     pub first_failure_s: Option<f64>,
-    /// Seconds (from the rollout's start) of the first halt anywhere.
+    /// Seconds from publishing until the first node learned of a halt.
     pub first_halt_s: Option<f64>,
     /// Seconds from the first failure to the first halt.
     pub failure_to_halt_s: Option<f64>,
-    /// Seconds from the first failure until 99.9 % of endpoints knew of the halt.
+    /// Seconds from the first failure until 99.9 % of live nodes (the seeder included) knew of the halt.
     pub failure_to_999_knowing_s: Option<f64>,
-    /// Endpoints that knew of the halt at the end of the run.
+    /// Nodes (the seeder included) that knew of the halt at the end of the run.
     pub knowing_halt: u64,
 }
 
@@ -295,6 +295,7 @@ mod tests {
             trace_hash: "ab".repeat(16),
             endpoints: 1,
             release_bytes: 1_000_000,
+            byte_scale: 1,
             events: 42,
             wall_seconds: 0.5,
             simulated_seconds: 12.0,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
+use waveguard_sim::report::{Sample, Summary};
 use waveguard_sim::run::{run, RunOutput};
 use waveguard_sim::scenario::Scenario;
 
@@ -21,6 +22,8 @@ pub struct SiteBuilder {
     pub wan_latency_ms: u64,
     pub wan_upload_mbit: Option<f64>,
     pub wan_download_mbit: Option<f64>,
+    pub lan_loss: f64,
+    pub wan_loss: f64,
 }
 
 impl SiteBuilder {
@@ -35,6 +38,8 @@ impl SiteBuilder {
             wan_latency_ms: 25,
             wan_upload_mbit: None,
             wan_download_mbit: None,
+            lan_loss: 0.0,
+            wan_loss: 0.0,
         }
     }
 
@@ -49,6 +54,13 @@ impl SiteBuilder {
     pub fn latency(mut self, lan_ms: u64, wan_ms: u64) -> Self {
         self.lan_latency_ms = lan_ms;
         self.wan_latency_ms = wan_ms;
+        self
+    }
+
+    /// Loss probabilities inside the site and on its WAN link.
+    pub fn loss(mut self, lan: f64, wan: f64) -> Self {
+        self.lan_loss = lan;
+        self.wan_loss = wan;
         self
     }
 
@@ -95,7 +107,8 @@ pub struct ScenarioBuilder {
     pub partitions: Vec<(String, u64, Option<u64>)>,
     /// `(site, at_s)`.
     pub bundles: Vec<(String, u64)>,
-    /// Raw TOML appended at the end (for keys the builder does not know).
+    /// Raw TOML appended at the end, for keys the builder does not know (it
+    /// lands in the last table written unless it opens a table of its own).
     pub extra: String,
 }
 
@@ -180,6 +193,21 @@ impl ScenarioBuilder {
         self
     }
 
+    pub fn corrupt(mut self, fraction: f64) -> Self {
+        self.corrupt_peers = fraction;
+        self
+    }
+
+    pub fn lying(mut self, fraction: f64, lie: &'static str) -> Self {
+        self.lying_peers = Some((fraction, lie));
+        self
+    }
+
+    pub fn duration(mut self, duration_s: u64) -> Self {
+        self.duration_s = duration_s;
+        self
+    }
+
     pub fn partition(mut self, site: &str, from_s: u64, until_s: Option<u64>) -> Self {
         self.partitions.push((site.into(), from_s, until_s));
         self
@@ -243,6 +271,8 @@ impl ScenarioBuilder {
             writeln!(t, "wan_latency_ms = {}", s.wan_latency_ms).unwrap();
             opt(&mut t, "wan_upload_mbit", s.wan_upload_mbit);
             opt(&mut t, "wan_download_mbit", s.wan_download_mbit);
+            writeln!(t, "lan_loss = {:?}", s.lan_loss).unwrap();
+            writeln!(t, "wan_loss = {:?}", s.wan_loss).unwrap();
         }
         if let Some((fraction, mode)) = self.bad_release {
             writeln!(t, "\n[bad_release]").unwrap();
@@ -298,4 +328,27 @@ pub fn run_scenario(scenario: &Scenario) -> RunOutput {
 /// `a` and `b` within `tol` of each other.
 pub fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
+}
+
+/// The summary without what depends on the machine rather than the run
+/// (wall-clock time, event rate, peak memory), for comparing two runs.
+pub fn without_machine(mut s: Summary) -> Summary {
+    s.wall_seconds = 0.0;
+    s.events_per_second = 0.0;
+    s.peak_memory_bytes = None;
+    s
+}
+
+/// The time-series sample taken at `t_s` seconds after publishing.
+pub fn sample_at(out: &RunOutput, t_s: f64) -> &Sample {
+    out.series
+        .samples
+        .iter()
+        .find(|s| close(s.t_s, t_s, 1e-9))
+        .unwrap_or_else(|| panic!("no sample at t = {t_s} s"))
+}
+
+/// `summary.faults[key]`, 0 when absent.
+pub fn fault(s: &Summary, key: &str) -> u64 {
+    s.faults.get(key).copied().unwrap_or(0)
 }
