@@ -228,7 +228,7 @@ fn run_in(a: &DemoArgs, dir: &Path, now: Timestamp) -> anyhow::Result<Runs> {
 
     // The bad release goes out next, on its own timeline.
     let (list, chunks) = load(bad_id)?;
-    mesh.mark_bad(bad_id, BadMode::ProbeFails);
+    mesh.mark_bad(bad_id, BadMode::Probe);
     mesh.publish(bundle, bad_id, list, chunks);
     mesh.run_until(settle.plus_secs(600))?;
     let bad = summarise(

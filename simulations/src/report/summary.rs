@@ -246,6 +246,10 @@ fn map_null_as_nan<'de, D: serde::Deserializer<'de>>(
         .collect())
 }
 
+fn one() -> u64 {
+    1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,8 +355,4 @@ mod tests {
         let err = Summary::default().write(&path).unwrap_err();
         assert!(err.to_string().contains("summary.json"), "{err}");
     }
-}
-
-fn one() -> u64 {
-    1
 }
