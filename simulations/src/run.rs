@@ -155,7 +155,14 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         let settled = (1..mesh.len()).all(|i| {
             mesh.is_dead(i) || installed_nodes.contains(&i) || mesh.knows_halt(i, &release.id)
         });
-        if t >= end || (scenario.stop_when_settled && settled) {
+        let downloaded = series
+            .samples
+            .last()
+            .is_some_and(|s| s.downloaded == endpoints as u64);
+        if t >= end
+            || (scenario.stop_when_settled && settled)
+            || (scenario.stop_when_downloaded && downloaded)
+        {
             break;
         }
     }

@@ -58,6 +58,9 @@ pub struct Scenario {
     /// Stop early once every reachable endpoint has installed the release or knows it halted.
     #[serde(default = "yes")]
     pub stop_when_settled: bool,
+    /// Stop as soon as every endpoint holds the whole release (distribution studies).
+    #[serde(default)]
+    pub stop_when_downloaded: bool,
     /// The release.
     #[serde(default)]
     pub release: ReleaseSpec,
