@@ -74,6 +74,7 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         prefetch: scenario.rollout.prefetch,
         topology: Some(scenario.topology()),
         gossip: scenario.gossip_config(),
+        byte_scale: scenario.release.byte_scale.max(1),
         ..MeshConfig::default()
     };
     let mut mesh = Mesh::new(config, vendor.root_json(), PUBLISH_AT).map_err(setup)?;

@@ -170,8 +170,8 @@ pub struct WaveSpecToml {
     pub bake_s: u64,
 }
 
-/// The vendor's seeding node.
-#[derive(Clone, Debug, Deserialize)]
+/// The vendor's seeding node. Absent capacities are unlimited, as for sites.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeederSpec {
     /// The site it sits in (by name; default: the first).
@@ -182,17 +182,6 @@ pub struct SeederSpec {
     pub download_mbit: Option<f64>,
     /// Connections it opens.
     pub degree: Option<usize>,
-}
-
-impl Default for SeederSpec {
-    fn default() -> Self {
-        SeederSpec {
-            site: None,
-            upload_mbit: Some(100.0),
-            download_mbit: None,
-            degree: None,
-        }
-    }
 }
 
 /// The connection graph.
@@ -456,10 +445,21 @@ impl Scenario {
                 return Err(bad("seeder.site", format!("no site is named {site:?}")));
             }
         }
-        if let Some(v) = self.seeder.upload_mbit {
-            if !(v > 0.0 && v.is_finite()) {
-                return Err(bad("seeder.upload_mbit", format!("{v} must be positive")));
+        for (name, v) in [
+            ("seeder.upload_mbit", self.seeder.upload_mbit),
+            ("seeder.download_mbit", self.seeder.download_mbit),
+        ] {
+            if let Some(v) = v {
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(bad(name, format!("{v} must be a positive number")));
+                }
             }
+        }
+        if self.seeder.degree == Some(0) {
+            return Err(bad(
+                "seeder.degree",
+                "the seeder needs at least one connection".into(),
+            ));
         }
         if !(self.release.size_mib > 0.0 && self.release.size_mib <= 4096.0) {
             return Err(bad(

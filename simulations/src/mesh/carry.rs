@@ -38,7 +38,12 @@ impl Mesh {
                     request_id: route,
                     data: data.clone(),
                 };
-                self.send(i, j, data.len(), kind, input, Some((i, request_id)));
+                let request_kind = if kind == Kind::Chunk {
+                    Kind::ChunkRequest
+                } else {
+                    kind
+                };
+                self.send(i, j, data.len(), request_kind, input, Some((i, request_id)));
             }
             Output::Respond {
                 request_id, data, ..

@@ -53,6 +53,9 @@ impl Mesh {
         }
         self.trace_event(i, "join");
         self.nodes[i].offline = false;
+        if std::mem::take(&mut self.nodes[i].import_pending) {
+            self.queue.push(self.now, Event::Import { node: i });
+        }
         if self.nodes[i].saved_trust.is_some() {
             if let Err(what) = self.restart(i) {
                 return Err(self.violation(what));
@@ -105,6 +108,11 @@ impl Mesh {
     /// engine hears of the metadata, the held chunks and the chunk list.
     pub(super) fn import(&mut self, i: usize) -> Result<(), InvariantViolation> {
         if self.nodes[i].dead {
+            return Ok(());
+        }
+        if self.nodes[i].offline {
+            // The media waits for the machine: it is imported when the node is back.
+            self.nodes[i].import_pending = true;
             return Ok(());
         }
         self.trace_event(i, "import");

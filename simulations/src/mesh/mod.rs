@@ -57,6 +57,9 @@ pub struct MeshConfig {
     pub topology: Option<Topology>,
     /// The gossipsub mesh model's parameters.
     pub gossip: GossipConfig,
+    /// Capacities in `topology` are 1/`byte_scale` of the real ones and chunks 1/`byte_scale` of
+    /// their real size; other messages keep their size and are charged accordingly.
+    pub byte_scale: u32,
 }
 
 impl Default for MeshConfig {
@@ -71,15 +74,16 @@ impl Default for MeshConfig {
             prefetch: true,
             topology: None,
             gossip: GossipConfig::default(),
+            byte_scale: 1,
         }
     }
 }
 
 /// An invariant broke; the message names the node, the time and the seed.
 #[derive(Debug, Error)]
-#[error("invariant violated at t={at} ms (seed {seed}): {what}")]
+#[error("invariant violated {at} ms after the start (seed {seed}): {what}")]
 pub struct InvariantViolation {
-    /// Simulated time.
+    /// Simulated milliseconds since the mesh started.
     pub at: u64,
     /// The run's seed, to reproduce it.
     pub seed: u64,
@@ -190,6 +194,8 @@ struct SimNode {
     dead: bool,
     /// Away (churn): processes nothing and has no links until it comes back.
     offline: bool,
+    /// A bundle was imported while away: the engine hears of it on coming back.
+    import_pending: bool,
     next_wake: Option<Timestamp>,
     heartbeat_armed: bool,
     /// Health reports this node broadcast itself.
@@ -206,6 +212,8 @@ pub struct Mesh {
     index: HashMap<NodeId, usize>,
     queue: EventQueue<Event>,
     now: Timestamp,
+    /// When the mesh started.
+    start: Timestamp,
     rng: ChaCha8Rng,
     /// Inbound request id → (requester, requester's own request id, kind).
     routes: HashMap<u64, (usize, u64, Kind)>,
@@ -305,6 +313,7 @@ impl Mesh {
                 probed: BTreeSet::new(),
                 dead: false,
                 offline: false,
+                import_pending: false,
                 next_wake: None,
                 heartbeat_armed: false,
                 health_sent: 0,
@@ -330,6 +339,7 @@ impl Mesh {
             index,
             queue: EventQueue::default(),
             now: start,
+            start,
             rng,
             routes: HashMap::new(),
             next_route: 1,
@@ -523,7 +533,7 @@ impl Mesh {
 
     fn violation(&self, what: String) -> InvariantViolation {
         InvariantViolation {
-            at: self.now.0,
+            at: self.now.0.saturating_sub(self.start.0),
             seed: self.config.seed,
             what,
         }

@@ -18,8 +18,10 @@ pub enum Kind {
     Directive,
     /// Gossipsub control traffic (IHAVE, IWANT, GRAFT, PRUNE).
     GossipControl,
-    /// A request for a chunk and the chunk in answer.
+    /// A chunk sent in answer to a request (bulk: scaled by the byte scale).
     Chunk,
+    /// A request for a chunk.
+    ChunkRequest,
     /// Availability exchange (`Have`).
     Have,
     /// Chunk lists.
@@ -32,13 +34,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Metadata,
         Kind::Health,
         Kind::Halt,
         Kind::Directive,
         Kind::GossipControl,
         Kind::Chunk,
+        Kind::ChunkRequest,
         Kind::Have,
         Kind::ChunkList,
         Kind::MetadataRequest,
@@ -54,6 +57,7 @@ impl Kind {
             Kind::Directive => "directive",
             Kind::GossipControl => "gossip-control",
             Kind::Chunk => "chunk",
+            Kind::ChunkRequest => "chunk-request",
             Kind::Have => "have",
             Kind::ChunkList => "chunk-list",
             Kind::MetadataRequest => "metadata-request",

@@ -139,8 +139,14 @@ impl Mesh {
             input,
             on_loss,
         };
-        self.flows
-            .start(self.now.0, &resources, bytes as u64, transfer);
+        // Links run at 1/scale of their capacity; only chunk bytes were scaled down
+        // to match, so anything else is charged 1/scale of its size to keep its timing.
+        let charged = if kind == Kind::Chunk {
+            bytes as u64
+        } else {
+            (bytes as u64).div_ceil(u64::from(self.config.byte_scale.max(1)))
+        };
+        self.flows.start(self.now.0, &resources, charged, transfer);
         self.schedule_flows();
     }
 
