@@ -85,6 +85,7 @@ pub struct ScenarioBuilder {
     pub stop_when_settled: bool,
     pub size_mib: f64,
     pub chunk_kib: u32,
+    pub byte_scale: u32,
     pub seeder_upload_mbit: Option<f64>,
     pub seeder_degree: Option<usize>,
     pub seeder_site: Option<String>,
@@ -125,6 +126,7 @@ impl ScenarioBuilder {
             stop_when_settled: true,
             size_mib: 1.0,
             chunk_kib: 64,
+            byte_scale: 1,
             seeder_upload_mbit: Some(100.0),
             seeder_degree: None,
             seeder_site: None,
@@ -234,6 +236,7 @@ impl ScenarioBuilder {
         writeln!(t, "\n[release]").unwrap();
         writeln!(t, "size_mib = {:?}", self.size_mib).unwrap();
         writeln!(t, "chunk_kib = {}", self.chunk_kib).unwrap();
+        writeln!(t, "byte_scale = {}", self.byte_scale).unwrap();
         writeln!(t, "\n[seeder]").unwrap();
         opt(&mut t, "upload_mbit", self.seeder_upload_mbit);
         if let Some(d) = self.seeder_degree {
