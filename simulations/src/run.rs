@@ -7,10 +7,11 @@
 use crate::bound::LowerBound;
 use crate::mesh::stats::Kind;
 use crate::mesh::{InvariantViolation, Mesh, MeshConfig};
+use crate::report::nodes::NodeRecord;
 use crate::report::series::{Sample, TimeSeries};
 use crate::report::summary::{BadReleaseSummary, Percentiles, Summary, WaveSummary};
 use crate::sample::SampleVendor;
-use crate::scenario::Scenario;
+use crate::scenario::{HealthLie, Scenario};
 use indicatif::ProgressBar;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -49,6 +50,8 @@ pub struct RunOutput {
     pub summary: Summary,
     /// For the CSV and the plots.
     pub series: TimeSeries,
+    /// For `nodes.csv`: one record per endpoint.
+    pub nodes: Vec<NodeRecord>,
 }
 
 /// Runs `scenario` to its end (or until the rollout settles), updating `progress`
@@ -78,6 +81,7 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         ..MeshConfig::default()
     };
     let mut mesh = Mesh::new(config, vendor.root_json(), PUBLISH_AT).map_err(setup)?;
+    let start_degree: Vec<usize> = (0..mesh.len()).map(|i| mesh.degree(i)).collect();
     let hashes: Vec<ChunkHash> = release
         .chunks
         .iter()
@@ -274,7 +278,35 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         .map(|(k, v)| (k.to_string(), *v))
         .collect::<BTreeMap<_, _>>();
     summary.invariant_checks = stats.invariant_checks;
-    Ok(RunOutput { summary, series })
+    let mut install_at = vec![None; mesh.len()];
+    for r in mesh.installs().iter().filter(|r| r.release == release.id) {
+        install_at[r.node].get_or_insert(r.at);
+    }
+    let nodes = (1..mesh.len())
+        .map(|i| {
+            let (corrupt, lie) = mesh.faults_of(i);
+            NodeRecord {
+                node: i as u64,
+                site: topo.sites[topo.site_of(i)].name.clone(),
+                wave: wave_of_node[i] as u32,
+                degree: start_degree[i] as u32,
+                corrupt,
+                lie: lie.map(|l| match l {
+                    HealthLie::Forge => "forge",
+                    HealthLie::Withhold => "withhold",
+                }),
+                downloaded_s: mesh.completed_at(i).map(secs),
+                installed_s: install_at[i].map(secs),
+                knew_halt_s: mesh.knew_halt_at(i).map(secs),
+                dead: mesh.is_dead(i),
+            }
+        })
+        .collect();
+    Ok(RunOutput {
+        summary,
+        series,
+        nodes,
+    })
 }
 
 /// Seconds after publishing.

@@ -1,13 +1,13 @@
 //! `waveguard-sim run scenario.toml --out DIR`: one run, or a sweep across
 //! parameter values and seeds when the scenario has a `[sweep]` table. A single
-//! run writes `summary.json`, `timeseries.csv` and the SVG plots; a sweep writes
+//! run writes `summary.json`, `timeseries.csv`, `nodes.csv` and the SVG plots; a sweep writes
 //! every run's summary under `runs/` and the aggregated `sweep.csv`, `sweep.md`
 //! and `sweep.svg`. Every failure names the seed that reproduces it.
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
-use waveguard_sim::report::{write_plots, write_sweep_table, Summary};
+use waveguard_sim::report::{write_nodes_csv, write_plots, write_sweep_table, Summary};
 use waveguard_sim::run::{run, RunOutput};
 use waveguard_sim::scenario::Scenario;
 use waveguard_sim::sweep::{expand, run_all, SweepPoint};
@@ -96,6 +96,7 @@ fn single(a: &RunArgs, name: &str, point: SweepPoint) -> anyhow::Result<()> {
 fn write_outputs(out: &RunOutput, dir: &Path) -> anyhow::Result<()> {
     out.summary.write(dir.join("summary.json"))?;
     out.series.write_csv(dir.join("timeseries.csv"))?;
+    write_nodes_csv(&out.nodes, dir.join("nodes.csv"))?;
     write_plots(&out.series, dir)?;
     Ok(())
 }

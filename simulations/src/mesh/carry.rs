@@ -207,6 +207,7 @@ impl Mesh {
 
     fn learned_halt(&mut self, i: usize, release: ReleaseId) {
         if self.nodes[i].halted.insert(release) {
+            self.nodes[i].knew_halt_at.get_or_insert(self.now);
             self.stats.knowing_halt += 1;
             self.stats.first_halt.get_or_insert(self.now);
             let k = self.stats.knowing_halt;

@@ -191,6 +191,8 @@ struct SimNode {
     halted: BTreeSet<ReleaseId>,
     /// Releases whose probe already counted in the stats.
     probed: BTreeSet<ReleaseId>,
+    /// When it first learned of a halt.
+    knew_halt_at: Option<Timestamp>,
     dead: bool,
     /// Away (churn): processes nothing and has no links until it comes back.
     offline: bool,
@@ -311,6 +313,7 @@ impl Mesh {
                 neighbours: BTreeSet::new(),
                 halted: BTreeSet::new(),
                 probed: BTreeSet::new(),
+                knew_halt_at: None,
                 dead: false,
                 offline: false,
                 import_pending: false,
@@ -662,6 +665,21 @@ impl Mesh {
     /// When node `i` came to hold every chunk of the tracked release.
     pub fn completed_at(&self, i: usize) -> Option<Timestamp> {
         self.complete_at.get(i).copied().flatten()
+    }
+
+    /// When node `i` first learned of a halt.
+    pub fn knew_halt_at(&self, i: usize) -> Option<Timestamp> {
+        self.nodes[i].knew_halt_at
+    }
+
+    /// Node `i`'s connections now (bans drop some).
+    pub fn degree(&self, i: usize) -> usize {
+        self.nodes[i].neighbours.len()
+    }
+
+    /// Whether node `i` serves corrupted chunks, and how it lies about health.
+    pub fn faults_of(&self, i: usize) -> (bool, Option<HealthLie>) {
+        (self.nodes[i].serves_corrupt, self.nodes[i].lie)
     }
 
     /// Counters kept so far.

@@ -179,29 +179,39 @@ impl Topology {
 
     /// The starting connection graph, as sorted pairs `(a, b)` with `a < b`.
     ///
-    /// Each site's endpoints form a ring (so a site is connected on its own),
-    /// the first endpoints of consecutive sites are linked (so the sites are),
-    /// and every node opens `degree` more connections, a `local_fraction` of
-    /// them inside its site. The seeder opens `seeder_degree` connections to
-    /// endpoints anywhere.
+    /// Each site's endpoints form a ring (so a site is connected on its own)
+    /// and the first endpoints of consecutive sites are linked (so the sites
+    /// are). Then, like a libp2p connection manager with low and high
+    /// watermarks, every endpoint dials random endpoints until it has
+    /// `degree` connections — a `local_fraction` of the dials inside its own
+    /// site — and an endpoint accepts connections up to one and a half times
+    /// `degree`; so degrees stay within `[degree, 1.5 × degree]` wherever the
+    /// site is large enough. (An earlier version opened a fixed number of
+    /// connections per node, which spread degrees widely; in a swarm a node's
+    /// download share grows with its degree, so the spread showed up as
+    /// stragglers.) The seeder opens `seeder_degree` connections to endpoints
+    /// anywhere.
     pub fn edges(&self, rng: &mut ChaCha8Rng) -> BTreeSet<(usize, usize)> {
+        let total = self.nodes();
         let mut edges = BTreeSet::new();
-        let mut add = |a: usize, b: usize| {
-            if a != b {
-                edges.insert((a.min(b), a.max(b)));
-            }
-        };
+        let mut degree = vec![0usize; total];
+        let add =
+            |edges: &mut BTreeSet<(usize, usize)>, degree: &mut [usize], a: usize, b: usize| {
+                if a != b && edges.insert((a.min(b), a.max(b))) {
+                    degree[a] += 1;
+                    degree[b] += 1;
+                }
+            };
         let pick = |rng: &mut ChaCha8Rng, range: std::ops::Range<usize>| -> Option<usize> {
             let len = range.len() as u64;
             (len > 0).then(|| range.start + (rng.next_u64() % len) as usize)
         };
-        let total = self.nodes();
         for s in 0..self.sites.len() {
             let r = self.endpoints_of(s);
             if r.len() >= 2 {
                 for a in r.clone() {
                     let b = if a + 1 == r.end { r.start } else { a + 1 };
-                    add(a, b);
+                    add(&mut edges, &mut degree, a, b);
                 }
             }
         }
@@ -212,13 +222,16 @@ impl Topology {
             })
             .collect();
         for w in gateways.windows(2) {
-            add(w[0], w[1]);
+            add(&mut edges, &mut degree, w[0], w[1]);
         }
-        let extra = self.degree.saturating_sub(2) / 2;
+        let cap = self.degree + self.degree / 2;
         let local_cut = (self.local_fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
         for a in 1..total {
             let own = self.endpoints_of(self.site_of(a));
-            for _ in 0..extra {
+            // Bounded: in a small or saturated site the target may be out of reach.
+            let mut attempts = 0;
+            while degree[a] < self.degree && attempts < 8 * self.degree {
+                attempts += 1;
                 let local = rng.next_u64() <= local_cut || own.len() + 1 == total;
                 let b = if local {
                     pick(rng, own.clone())
@@ -226,13 +239,15 @@ impl Topology {
                     pick(rng, 1..total)
                 };
                 if let Some(b) = b {
-                    add(a, b);
+                    if degree[b] < cap {
+                        add(&mut edges, &mut degree, a, b);
+                    }
                 }
             }
         }
         for _ in 0..self.seeder_degree.min(total.saturating_sub(1)) {
             if let Some(b) = pick(rng, 1..total) {
-                add(0, b);
+                add(&mut edges, &mut degree, 0, b);
             }
         }
         edges
@@ -272,6 +287,21 @@ mod tests {
         assert_eq!(t.latency_ms(1, 12), 40);
         assert_eq!(t.loss(1, 2), 0.0);
         assert!((t.loss(1, 12) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn degrees_stay_between_the_watermarks() {
+        let t = Topology::new(vec![Site::unlimited("a", 2000, 1)], 0, 1e6, 1e6, 8, 1.0);
+        let edges = t.edges(&mut ChaCha8Rng::seed_from_u64(9));
+        let mut degree = vec![0usize; t.nodes()];
+        for &(a, b) in &edges {
+            degree[a] += 1;
+            degree[b] += 1;
+        }
+        // The seeder's eight connections may lift a few endpoints one past the cap.
+        for (i, &d) in degree.iter().enumerate().skip(1) {
+            assert!((8..=13).contains(&d), "node {i} has degree {d}");
+        }
     }
 
     #[test]

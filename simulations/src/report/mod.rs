@@ -6,11 +6,13 @@
 //! `sweep.csv`, `sweep.md` and `sweep.svg`. The lower bound the download times
 //! are compared against lives in [`crate::bound`].
 
+pub mod nodes;
 pub mod plots;
 pub mod series;
 pub mod summary;
 pub mod table;
 
+pub use nodes::{write_nodes_csv, NodeRecord};
 pub use plots::{write_plots, PlotError};
 pub use series::{Sample, TimeSeries, WriteCsvError};
 pub use summary::{
