@@ -18,7 +18,6 @@ use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 use thiserror::Error;
-use waveguard_protocol::chunk::ChunkHash;
 use waveguard_protocol::health::gate::GateState;
 use waveguard_protocol::wave::{wave_of, WavePin};
 use waveguard_protocol::{ReleaseId, Timestamp};
@@ -82,19 +81,13 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
     };
     let mut mesh = Mesh::new(config, vendor.root_json(), PUBLISH_AT).map_err(setup)?;
     let start_degree: Vec<usize> = (0..mesh.len()).map(|i| mesh.degree(i)).collect();
-    let hashes: Vec<ChunkHash> = release
-        .chunks
-        .iter()
-        .map(|c| waveguard_protocol::chunk::hash(c))
-        .collect();
     mesh.publish(
         release.bundle.clone(),
         release.id,
         release.chunk_list.clone(),
-        release.chunks.clone(),
+        release.chunks,
     );
-    drop(release.chunks);
-    mesh.track_release(release.id, &hashes);
+    mesh.track_release(release.id);
     inject_faults(scenario, &mut mesh, release.id);
 
     let endpoints = scenario.endpoints();

@@ -621,19 +621,19 @@ impl Scenario {
     /// The network layout, capacities divided by the byte scale.
     pub fn topology(&self) -> Topology {
         let k = self.byte_scale();
-        let rate = |mbit: Option<f64>| rate(mbit) / k;
+        let scaled = |mbit: Option<f64>| rate(mbit) / k;
         let sites = self
             .sites
             .iter()
             .map(|s| Site {
                 name: s.name.clone(),
                 endpoints: s.endpoints,
-                upload: rate(s.upload_mbit),
-                download: rate(s.download_mbit),
+                upload: scaled(s.upload_mbit),
+                download: scaled(s.download_mbit),
                 lan_latency_ms: s.lan_latency_ms,
                 wan_latency_ms: s.wan_latency_ms,
-                wan_upload: rate(s.wan_upload_mbit),
-                wan_download: rate(s.wan_download_mbit),
+                wan_upload: scaled(s.wan_upload_mbit),
+                wan_download: scaled(s.wan_download_mbit),
                 lan_loss: s.lan_loss,
                 wan_loss: s.wan_loss,
             })
@@ -647,8 +647,8 @@ impl Scenario {
         let mut t = Topology::new(
             sites,
             seeder_site,
-            rate(self.seeder.upload_mbit),
-            rate(self.seeder.download_mbit),
+            scaled(self.seeder.upload_mbit),
+            scaled(self.seeder.download_mbit),
             self.topology.degree,
             self.topology.local_fraction,
         );

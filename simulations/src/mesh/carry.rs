@@ -52,7 +52,7 @@ impl Mesh {
                     if kind == Kind::HealthSync && self.nodes[i].lie == Some(HealthLie::Withhold) {
                         // A withholder shares no health, by sync either: the asker times out.
                         self.stats.count("health_syncs_withheld");
-                        self.fail_after_timeout(requester, their_id);
+                        self.fail_later(Some((requester, their_id)));
                         return Ok(());
                     }
                     let data = if self.nodes[i].serves_corrupt && kind == Kind::Chunk {

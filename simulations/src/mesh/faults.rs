@@ -70,7 +70,8 @@ impl Mesh {
     }
 
     pub(super) fn set_cut(&mut self, site: usize, cut: bool) -> Result<(), InvariantViolation> {
-        if self.cut.get(site) == Some(&cut) || site >= self.cut.len() {
+        // Nothing to do for an unknown site or one already in that state.
+        if self.cut.get(site) != Some(&!cut) {
             return Ok(());
         }
         self.trace.update(if cut { b"cut" } else { b"heal" });

@@ -418,9 +418,15 @@ impl Mesh {
         );
     }
 
-    /// Times when each node comes to hold every chunk of `release` (see [`Mesh::completed_at`]).
-    pub fn track_release(&mut self, release: ReleaseId, chunks: &[ChunkHash]) {
-        let set: HashSet<ChunkHash> = chunks.iter().copied().collect();
+    /// Times when each node comes to hold every chunk of `release`, which the seeder
+    /// must have published (see [`Mesh::completed_at`]).
+    pub fn track_release(&mut self, release: ReleaseId) {
+        let set: HashSet<ChunkHash> = self
+            .published
+            .iter()
+            .filter(|(_, id, _, _)| *id == release)
+            .flat_map(|(_, _, _, hashes)| hashes.iter().copied())
+            .collect();
         for (i, n) in self.nodes.iter_mut().enumerate() {
             n.tracked_held = n.store.iter().filter(|h| set.contains(*h)).count() as u32;
             if n.tracked_held as usize == set.len() {

@@ -66,6 +66,15 @@ impl Kind {
     }
 }
 
+// `Kind as usize` indexes the byte counters: `ALL` must list the kinds in declaration order.
+const _: () = {
+    let mut i = 0;
+    while i < Kind::ALL.len() {
+        assert!(Kind::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 /// Counters kept during a run.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -99,7 +108,7 @@ impl Stats {
 
     /// Records `bytes` sent by `node` as `kind`.
     pub fn sent(&mut self, node: usize, kind: Kind, bytes: usize) {
-        let k = Kind::ALL.iter().position(|&x| x == kind).unwrap_or(0);
+        let k = kind as usize;
         if node == 0 {
             self.seeder_bytes[k] += bytes as u64;
         } else {

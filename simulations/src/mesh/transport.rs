@@ -64,9 +64,9 @@ impl Mesh {
                 input: Input::PeerConnected(ida),
             },
         );
-        let sends_a = self.router.connect(a as u32, b as u32);
-        self.dispatch(a, sends_a.0);
-        self.dispatch(b, sends_a.1);
+        let (from_a, from_b) = self.router.connect(a as u32, b as u32);
+        self.dispatch(a, from_a);
+        self.dispatch(b, from_b);
     }
 
     /// Tells both ends that a connection dropped (each only if it is alive to hear it).
@@ -160,11 +160,8 @@ impl Mesh {
         }
     }
 
-    pub(super) fn fail_after_timeout(&mut self, node: usize, request_id: u64) {
-        self.fail_later(Some((node, request_id)));
-    }
-
-    fn fail_later(&mut self, on_loss: Option<(usize, u64)>) {
+    /// Tells `on_loss`'s node `RequestFailed` after the request timeout, as a transport would.
+    pub(super) fn fail_later(&mut self, on_loss: Option<(usize, u64)>) {
         if let Some((node, request_id)) = on_loss {
             let at = self.later(REQUEST_TIMEOUT_MS);
             self.queue.push(
