@@ -170,6 +170,11 @@ pub const MAX_REQUESTS_TOTAL: usize = 64;
 /// duplicate. A third copy would mostly waste bandwidth on a chunk that two
 /// peers are already sending.
 pub const MAX_COPIES: u8 = 2;
+/// How long a chunk request must have been outstanding before the endgame may
+/// ask a second peer for the same chunk, in milliseconds: longer than a
+/// request may wait at a busy server ([`MAX_WAIT_MS`]), so a copy goes out
+/// only for a transfer that is really slow, not for one waiting its turn.
+pub const ENDGAME_AFTER_MS: u64 = 2 * MAX_WAIT_MS;
 /// How long a request may take before it is given up and retried elsewhere,
 /// in milliseconds: an 8 MiB chunk at a slow 2 Mbit/s still arrives in time.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
@@ -241,6 +246,16 @@ pub const MAX_BAN_REASON_BYTES: usize = 512;
 /// answered `Busy`. Matches [`MAX_REQUESTS_PER_PEER`], so an honest peer is
 /// never refused and a greedy one cannot monopolise the store.
 pub const MAX_SERVING_PER_PEER: usize = 4;
+
+/// Most chunk requests a rate-limited server keeps waiting for upload room
+/// (see [`crate::fetch::waiting`]); past it, the asker holding the most chunks
+/// is answered `Busy`.
+pub const MAX_WAITING_REQUESTS: usize = 16;
+
+/// Longest a chunk request waits at a server for upload room before it is
+/// answered `Busy`, in milliseconds: long enough to cover a few chunk sends,
+/// short next to [`REQUEST_TIMEOUT_MS`], so the asker soon tries elsewhere.
+pub const MAX_WAIT_MS: u64 = 2_000;
 /// Most releases a node follows at once; releases named after that are not
 /// followed. Every followed release costs a ledger and a download, and 64 is
 /// far more than the releases a vendor keeps live ([`MAX_TARGETS`] bounds
@@ -260,6 +275,7 @@ const _: () = assert!(MAX_BITFIELD_BYTES < MAX_REQUEST_BYTES);
 const _: () = assert!(MAX_GOSSIP_BYTES < MAX_FRAME_BYTES);
 const _: () = assert!(MAX_MIN_REPORTS as usize <= MAX_EVIDENCE_REPORTS);
 const _: () = assert!(MAX_SERVING_PER_PEER >= MAX_REQUESTS_PER_PEER);
+const _: () = assert!(MAX_WAIT_MS < REQUEST_TIMEOUT_MS);
 const _: () = assert!(BENCH_MS >= REQUEST_TIMEOUT_MS);
 const _: () = assert!(MAX_EVIDENCE_BYTES == 1_044_480);
 const _: () = assert!(MAX_BITFIELD_BYTES == 16 * 1024);

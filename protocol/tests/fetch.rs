@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use waveguard_protocol::chunk::{ChunkEntry, ChunkList};
 use waveguard_protocol::fetch::{Bitfield, Download, PeerBook, Standing, BENCH_MS};
 use waveguard_protocol::limits::{
-    BUSY_BACKOFF_MS, MAX_REQUESTS_PER_PEER, MAX_REQUESTS_TOTAL, MAX_TRACKED_PEERS,
-    REQUEST_TIMEOUT_MS,
+    BUSY_BACKOFF_MS, ENDGAME_AFTER_MS, MAX_REQUESTS_PER_PEER, MAX_REQUESTS_TOTAL,
+    MAX_TRACKED_PEERS, REQUEST_TIMEOUT_MS,
 };
 use waveguard_protocol::{NodeId, Timestamp};
 
@@ -216,19 +216,25 @@ fn timed_out_chunk_is_offered_again() {
     let (a, b) = (node(1), node(2));
     let mut d = DownloadBuilder::new(1).full_peers([a, b]).build();
     let first = d.next_requests(T0, &nobody);
-    assert_eq!(
-        first.len(),
-        2,
-        "the only chunk, asked of both in the endgame"
-    );
+    assert_eq!(first.len(), 1, "one request at first");
+    let slow = first[0].0;
+    // The only chunk is asked of the other peer too once the first request is old.
+    let copy_at = T0.plus_millis(ENDGAME_AFTER_MS);
+    assert_eq!(d.next_deadline(), Some(copy_at));
+    assert!(d
+        .next_requests(Timestamp(copy_at.0 - 1), &nobody)
+        .is_empty());
+    let copy = d.next_requests(copy_at, &nobody);
+    assert_eq!(copy.len(), 1, "the endgame copy");
+    assert_ne!(copy[0].0, slow);
     let deadline = T0.plus_millis(REQUEST_TIMEOUT_MS);
     assert_eq!(d.next_deadline(), Some(deadline));
     assert!(d.poll_timeouts(Timestamp(deadline.0 - 1)).is_empty());
     let expired: BTreeSet<_> = d.poll_timeouts(deadline).into_iter().collect();
     assert_eq!(expired, first.iter().copied().collect());
-    assert_eq!(d.in_flight(), 0);
-    assert!(!d.is_in_flight(&a, 0));
-    assert_eq!(d.peer_standing(&a), Some(Standing::Slow { strikes: 1 }));
+    assert_eq!(d.in_flight(), 1);
+    assert!(!d.is_in_flight(&slow, 0));
+    assert_eq!(d.peer_standing(&slow), Some(Standing::Slow { strikes: 1 }));
     let again = d.next_requests(deadline, &nobody);
     assert!(again.iter().any(|r| r.1 == 0));
 }
@@ -304,9 +310,14 @@ fn a_batch_of_timeouts_benches_at_once() {
 fn endgame_duplicates_only_the_last_chunks() {
     let (a, b) = (node(1), node(2));
     let mut d = DownloadBuilder::new(3).full_peers([a, b]).build();
-    let reqs = d.next_requests(T0, &nobody);
-    // Three first requests, then each chunk once more from the other peer.
-    assert_eq!(reqs.len(), 6);
+    // Three first requests, then, once they are old, each chunk once more from the other peer.
+    assert_eq!(d.next_requests(T0, &nobody).len(), 3);
+    assert_eq!(d.next_deadline(), Some(T0.plus_millis(ENDGAME_AFTER_MS)));
+    assert_eq!(
+        d.next_requests(T0.plus_millis(ENDGAME_AFTER_MS), &nobody)
+            .len(),
+        3
+    );
     for i in 0..3 {
         assert!(d.is_in_flight(&a, i) && d.is_in_flight(&b, i), "chunk {i}");
     }
@@ -346,7 +357,7 @@ fn no_duplicates_while_some_missing_chunk_is_not_requested() {
         if let Some((p, i)) = first {
             d.on_chunk_verified(&p, i);
         }
-        now = now.plus_millis(1);
+        now = now.plus_millis(ENDGAME_AFTER_MS);
     }
     assert!(d.is_complete());
     assert!(seen_endgame);
@@ -366,11 +377,12 @@ fn no_endgame_while_a_missing_chunk_has_no_source() {
         BTreeSet::from([0, 1])
     );
     assert_eq!(reqs.len(), 2);
-    // Once chunk 2 is in flight too, the others get second copies.
+    // Once chunk 2 is in flight too, the others get second copies when old enough.
     assert!(d.peer_got(a, 2));
     let reqs = d.next_requests(T0, &nobody);
-    assert_eq!(reqs.first(), Some(&(a, 2)));
-    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    assert_eq!(reqs, vec![(a, 2)]);
+    let reqs = d.next_requests(T0.plus_millis(ENDGAME_AFTER_MS), &nobody);
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
     for i in [0, 1] {
         assert!(d.is_in_flight(&a, i) && d.is_in_flight(&b, i), "chunk {i}");
     }
@@ -477,7 +489,16 @@ fn failed_request_marks_the_chunk_missing_at_that_peer() {
     assert!(d.set_peer_have(b, Bitfield::full(1)));
     assert_eq!(d.next_requests(T0, &nobody), vec![(b, 0)]);
     assert!(d.peer_got(a, 0));
-    assert_eq!(d.next_requests(T0, &nobody), vec![(a, 0)], "endgame copy");
+    assert!(
+        d.next_requests(T0, &nobody).is_empty(),
+        "too early for a copy"
+    );
+    let later = T0.plus_millis(ENDGAME_AFTER_MS);
+    assert_eq!(
+        d.next_requests(later, &nobody),
+        vec![(a, 0)],
+        "endgame copy"
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@ use std::num::NonZeroU64;
 use waveguard_protocol::chunk::ChunkList;
 use waveguard_protocol::chunker::chunk_bytes;
 use waveguard_protocol::fetch::{Bandwidth, Bitfield};
-use waveguard_protocol::limits::{DOWNLOAD_WINDOW_MS, RESEND_HOLD_MS, UPLOAD_BACKLOG_MS};
+use waveguard_protocol::limits::{
+    DOWNLOAD_WINDOW_MS, MAX_WAITING_REQUESTS, MAX_WAIT_MS, RESEND_HOLD_MS, UPLOAD_BACKLOG_MS,
+};
 use waveguard_protocol::metadata::build::{
     new_root, release_target, sign_document, Expiries, Repository, RoleSigners, RoleSpec, RootSpec,
 };
@@ -452,22 +454,27 @@ fn holder(f: &Fixture, bandwidth: Bandwidth) -> Node {
     n
 }
 
-/// Asks `n` for chunk `index` as peer `from`; returns whether it was taken on
-/// (a store load) rather than answered `Busy`.
-fn ask_chunk(n: &mut Node, f: &Fixture, now: Timestamp, from: NodeId, id: u64, index: u32) -> bool {
+/// Sends `n` a request from `from` at `now` and returns what it did.
+fn ask(n: &mut Node, now: Timestamp, from: NodeId, id: u64, request: Request) -> Vec<Output> {
     n.handle_input(
         now,
         Input::Request {
             from,
             request_id: id,
-            data: Request::Chunk {
-                release: f.release,
-                index,
-            }
-            .encode(),
+            data: request.encode(),
         },
     );
-    let out = drain(n, now);
+    drain(n, now)
+}
+
+/// Asks `n` for chunk `index` as peer `from`; returns whether it was taken on
+/// (a store load) rather than answered `Busy`.
+fn ask_chunk(n: &mut Node, f: &Fixture, now: Timestamp, from: NodeId, id: u64, index: u32) -> bool {
+    let request = Request::Chunk {
+        release: f.release,
+        index,
+    };
+    let out = ask(n, now, from, id, request);
     let loads = out
         .iter()
         .filter(|o| matches!(o, Output::LoadChunk { .. }))
@@ -480,13 +487,35 @@ fn ask_chunk(n: &mut Node, f: &Fixture, now: Timestamp, from: NodeId, id: u64, i
     loads == 1
 }
 
+/// The chunk loads (by hash) and `Busy` answers (by request ID) among `out`.
+fn loads_and_busy(out: &[Output]) -> (Vec<[u8; 32]>, Vec<u64>) {
+    let loads = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::LoadChunk { hash, .. } => Some(*hash),
+            _ => None,
+        })
+        .collect();
+    let busy = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Respond {
+                request_id, data, ..
+            } if Response::decode(data).unwrap() == Response::Busy => Some(*request_id),
+            _ => None,
+        })
+        .collect();
+    (loads, busy)
+}
+
 #[test]
-fn an_upload_limit_answers_busy_once_its_backlog_is_full_and_recovers_with_time() {
+fn a_full_upload_backlog_holds_requests_and_serves_the_asker_holding_least_first() {
     let f = fixture();
     let list = ChunkList::decode(&f.list).unwrap();
-    // 100 kB/s: a backlog of UPLOAD_BACKLOG_MS holds that much of a second's 100 kB.
-    let rate = 100_000u64;
-    let limit = rate * UPLOAD_BACKLOG_MS / 1000;
+    let n_chunks = list.chunks.len() as u32;
+    let len = |i: u32| u64::from(list.chunks[i as usize].length);
+    // The first chunk drains in exactly one second; the backlog holds half of that.
+    let rate = len(0);
     let mut n = holder(
         &f,
         Bandwidth {
@@ -494,35 +523,154 @@ fn an_upload_limit_answers_busy_once_its_backlog_is_full_and_recovers_with_time(
             download: None,
         },
     );
-    let mut accepted = 0u64;
+    assert!(n_chunks >= 3, "{n_chunks} chunks");
+    let (first, ahead, behind) = (peer(10), peer(11), peer(12));
+    // `ahead` will ask for chunk 1 holding two others; `behind` for chunk 2 holding one.
+    for (p, held) in [(first, vec![]), (ahead, vec![0, 2]), (behind, vec![0])] {
+        n.handle_input(T0, Input::PeerConnected(p));
+        let mut bits = Bitfield::new(n_chunks);
+        for &i in &held {
+            bits.set(i);
+        }
+        let have = Request::Have {
+            release: f.release,
+            bitfield: ByteBuf::from(bits.to_bytes()),
+        };
+        ask(&mut n, T0, p, 100 + held.len() as u64, have);
+    }
+    // An empty backlog takes the first request at once.
+    assert!(ask_chunk(&mut n, &f, T0, first, 1, 0));
+    // The backlog is over its half-second window: both next requests wait, unanswered.
+    let big = [1, 2];
+    let ahead_asks = Request::Chunk {
+        release: f.release,
+        index: big[0],
+    };
+    assert!(ask(&mut n, T0, ahead, 2, ahead_asks).is_empty());
+    let behind_asks = Request::Chunk {
+        release: f.release,
+        index: big[1],
+    };
+    let out = ask(&mut n, T0.plus_millis(10), behind, 3, behind_asks);
+    assert!(out.is_empty(), "{out:?}");
+    // The node wakes when the backlog has drained, and serves the asker that
+    // holds one chunk before the one that holds two, though it asked later.
+    let Output::Timeout(wake) = n.poll_output() else {
+        panic!("expected a timeout");
+    };
+    assert!(wake > T0.plus_millis(10) && wake <= T0.plus_millis(1000));
+    n.handle_input(wake, Input::Tick);
+    let (loads, busy) = loads_and_busy(&drain(&mut n, wake));
+    assert_eq!(loads, vec![list.chunks[big[1] as usize].hash]);
+    assert!(busy.is_empty());
+    // The other request gets exactly one answer: a load when the backlog has
+    // room again, or `Busy` once it has waited MAX_WAIT_MS — never before.
+    let mut answers = Vec::new();
+    let mut now = wake;
+    while now < T0.plus_millis(MAX_WAIT_MS + 1000) {
+        let Output::Timeout(next) = n.poll_output() else {
+            panic!("expected a timeout");
+        };
+        now = next;
+        n.handle_input(now, Input::Tick);
+        let (loads, busy) = loads_and_busy(&drain(&mut n, now));
+        answers.extend(loads.iter().map(|h| (now, Some(*h))));
+        answers.extend(busy.iter().map(|_| (now, None)));
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    match answers[0] {
+        (at, Some(hash)) => {
+            assert_eq!(hash, list.chunks[big[0] as usize].hash);
+            assert!(at < T0.plus_millis(MAX_WAIT_MS));
+        }
+        (at, None) => assert_eq!(at, T0.plus_millis(MAX_WAIT_MS)),
+    }
+}
+
+#[test]
+fn a_waiting_request_for_a_chunk_the_asker_has_since_announced_is_not_served() {
+    let f = fixture();
+    let list = ChunkList::decode(&f.list).unwrap();
+    let n_chunks = list.chunks.len() as u32;
+    let rate = u64::from(list.chunks[0].length);
+    let mut n = holder(
+        &f,
+        Bandwidth {
+            upload: NonZeroU64::new(rate),
+            download: None,
+        },
+    );
+    let (first, asker) = (peer(10), peer(11));
+    for p in [first, asker] {
+        n.handle_input(T0, Input::PeerConnected(p));
+    }
+    assert!(ask_chunk(&mut n, &f, T0, first, 1, 0));
+    let wants_one = Request::Chunk {
+        release: f.release,
+        index: 1,
+    };
+    assert!(ask(&mut n, T0, asker, 2, wants_one).is_empty(), "it waits");
+    // The asker got chunk 1 elsewhere (an endgame copy) and says so.
+    let mut bits = Bitfield::new(n_chunks);
+    bits.set(1);
+    let have = Request::Have {
+        release: f.release,
+        bitfield: ByteBuf::from(bits.to_bytes()),
+    };
+    ask(&mut n, T0.plus_millis(100), asker, 3, have);
+    let Output::Timeout(wake) = n.poll_output() else {
+        panic!("expected a timeout");
+    };
+    n.handle_input(wake, Input::Tick);
+    let (loads, busy) = loads_and_busy(&drain(&mut n, wake));
+    assert!(loads.is_empty(), "chunk 1 is not sent again");
+    assert_eq!(busy, vec![2]);
+}
+
+#[test]
+fn an_upload_limit_turns_away_the_furthest_along_asker_when_too_many_wait() {
+    let f = fixture();
+    let n_chunks = ChunkList::decode(&f.list).unwrap().chunks.len() as u32;
+    // 1 byte/s: after the first chunk, nothing fits for the length of the test.
+    let mut n = holder(
+        &f,
+        Bandwidth {
+            upload: NonZeroU64::new(1),
+            download: None,
+        },
+    );
     let mut id = 0;
-    // Many peers, each within its per-peer bound, ask for chunks at one instant.
-    'ask: for p in 10..40u8 {
+    let mut busy_at_once = 0;
+    for p in 10..(12 + MAX_WAITING_REQUESTS as u8) {
         let from = peer(p);
         n.handle_input(T0, Input::PeerConnected(from));
-        drain(&mut n, T0);
-        for k in 0..2u32 {
-            id += 1;
-            let index = (u32::from(p) * 2 + k) % list.chunks.len() as u32;
-            if ask_chunk(&mut n, &f, T0, from, id, index) {
-                accepted += u64::from(list.chunks[index as usize].length);
-            } else {
-                break 'ask;
-            }
-        }
+        id += 1;
+        // Any chunk but the one just sent (that one is held back from others).
+        let index = if p == 10 {
+            0
+        } else {
+            1 + u32::from(p) % (n_chunks - 1)
+        };
+        let out = ask(
+            &mut n,
+            T0,
+            from,
+            id,
+            Request::Chunk {
+                release: f.release,
+                index,
+            },
+        );
+        busy_at_once += loads_and_busy(&out).1.len();
     }
-    assert!(accepted <= limit + 256 * 1024, "accepted {accepted} bytes");
-    assert!(
-        accepted + 256 * 1024 > limit,
-        "refused early at {accepted} bytes"
-    );
-    // Once the backlog has drained at the rate (and the resend hold on chunks
-    // already sent to others has passed), chunks are taken on again.
-    let later = T0.plus_millis(UPLOAD_BACKLOG_MS.max(RESEND_HOLD_MS));
-    let from = peer(99);
-    n.handle_input(later, Input::PeerConnected(from));
-    drain(&mut n, later);
-    assert!(ask_chunk(&mut n, &f, later, from, 9999, 0));
+    // One load, MAX_WAITING_REQUESTS waiting, the one over the bound turned away.
+    assert_eq!(busy_at_once, 1);
+    // Each waiting request is answered `Busy` once it has waited MAX_WAIT_MS.
+    let later = T0.plus_millis(MAX_WAIT_MS);
+    n.handle_input(later, Input::Tick);
+    let (loads, busy) = loads_and_busy(&drain(&mut n, later));
+    assert!(loads.is_empty());
+    assert_eq!(busy.len(), MAX_WAITING_REQUESTS);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! [`Download`] is one release's fetch state: it picks rarest-first requests
 //! within the per-peer and total limits, tracks their deadlines, and recovers
 //! from failures, timeouts and corrupt chunks, within the byte window a
-//! download rate allows ([`Bandwidth`]). [`PeerBook`] remembers which
+//! download rate allows ([`Bandwidth`]). [`WaitingRequests`] is the server's
+//! side: chunk requests held until its upload has room, stragglers first. [`PeerBook`] remembers which
 //! peers are banned across all releases. Everything here is pure: time comes in
 //! as a [`crate::Timestamp`] argument and randomness from a caller's seed.
 
@@ -12,8 +13,10 @@ pub mod bitfield;
 pub mod pacing;
 pub mod peers;
 pub mod scheduler;
+pub mod waiting;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use pacing::{Bandwidth, UploadBacklog};
 pub use peers::{Ban, PeerBook, MAX_BANS, MAX_BAN_REASON_BYTES};
 pub use scheduler::{Download, Standing, BENCH_MS, MAX_COPIES, STRIKES_TO_BENCH};
+pub use waiting::{Waiting, WaitingRequests};

@@ -67,14 +67,22 @@ impl UploadBacklog {
 
     /// Bytes promised and not yet sent at `now`, by the rate.
     pub fn queued(&mut self, now: Timestamp) -> u64 {
-        if let Some(rate) = self.rate {
-            let elapsed = now.as_millis().saturating_sub(self.at.as_millis());
-            let sent = rate.get().saturating_mul(elapsed) / 1000;
-            self.queued = self.queued.saturating_sub(sent);
-        }
+        self.queued = self.queued_at(now);
         // Time only moves forward for the bucket, even if `now` does not.
         self.at = self.at.max(now);
         self.queued
+    }
+
+    /// [`Self::queued`] without recording the drain.
+    fn queued_at(&self, now: Timestamp) -> u64 {
+        match self.rate {
+            Some(rate) => {
+                let elapsed = now.as_millis().saturating_sub(self.at.as_millis());
+                let sent = rate.get().saturating_mul(elapsed) / 1000;
+                self.queued.saturating_sub(sent)
+            }
+            None => self.queued,
+        }
     }
 
     /// Takes on chunk `hash` of `length` bytes for `peer` at `now` if the
@@ -89,9 +97,19 @@ impl UploadBacklog {
         peer: &NodeId,
         length: u64,
     ) -> bool {
-        let Some(rate) = self.rate else {
-            return true;
-        };
+        if self.held_back(now, hash, peer) || !self.has_room(now, length) {
+            return false;
+        }
+        self.accept(now, hash, peer, length);
+        true
+    }
+
+    /// Whether `hash` went to a peer other than `peer` within [`RESEND_HOLD_MS`]
+    /// (only with a rate: an unlimited server has no upload to save).
+    pub fn held_back(&mut self, now: Timestamp, hash: &ChunkHash, peer: &NodeId) -> bool {
+        if self.rate.is_none() {
+            return false;
+        }
         let hold_from = now.as_millis().saturating_sub(RESEND_HOLD_MS);
         while self
             .recent
@@ -100,20 +118,54 @@ impl UploadBacklog {
         {
             self.recent.pop_front();
         }
-        if self.recent.iter().any(|(h, to, _)| h == hash && to != peer) {
-            return false;
+        self.recent.iter().any(|(h, to, _)| h == hash && to != peer)
+    }
+
+    /// Whether a chunk of `length` bytes fits the backlog at `now`.
+    pub fn has_room(&mut self, now: Timestamp, length: u64) -> bool {
+        if self.rate.is_none() {
+            return true;
         }
-        let limit = rate.get().saturating_mul(UPLOAD_BACKLOG_MS) / 1000;
         let queued = self.queued(now);
-        if queued > 0 && queued.saturating_add(length) > limit {
-            return false;
+        queued == 0 || queued.saturating_add(length) <= self.limit()
+    }
+
+    /// When a chunk of `length` bytes will fit the backlog, if nothing more
+    /// is accepted before then (`now` if it fits already).
+    pub fn room_at(&self, now: Timestamp, length: u64) -> Timestamp {
+        let Some(rate) = self.rate else {
+            return now;
+        };
+        let queued = self.queued_at(now);
+        if queued == 0 {
+            return now;
         }
+        // The backlog must drain to `limit - length`, or to empty for a chunk larger than the window.
+        let target = self.limit().saturating_sub(length);
+        let excess = queued.saturating_sub(target);
+        if excess == 0 {
+            return now;
+        }
+        now.plus_millis(excess.saturating_mul(1000).div_ceil(rate.get()))
+    }
+
+    /// Records chunk `hash` of `length` bytes as promised to `peer` at `now`.
+    pub fn accept(&mut self, now: Timestamp, hash: &ChunkHash, peer: &NodeId, length: u64) {
+        if self.rate.is_none() {
+            return;
+        }
+        let queued = self.queued(now);
         self.queued = queued.saturating_add(length);
         if self.recent.len() >= MAX_RECENT_SENDS {
             self.recent.pop_front();
         }
         self.recent.push_back((*hash, *peer, now));
-        true
+    }
+
+    fn limit(&self) -> u64 {
+        self.rate.map_or(u64::MAX, |r| {
+            r.get().saturating_mul(UPLOAD_BACKLOG_MS) / 1000
+        })
     }
 }
 

@@ -6,9 +6,11 @@
 //! sends each to a peer that has it with the fewest requests in flight (ties:
 //! better [`Standing`] first, then the RNG), within
 //! [`MAX_REQUESTS_PER_PEER`] and [`MAX_REQUESTS_TOTAL`]. Once every missing
-//! chunk is in flight (the endgame), a chunk may also be asked of a second peer,
-//! so one slow peer cannot hold up the last chunks; never more than
-//! [`MAX_COPIES`] copies are outstanding.
+//! chunk is in flight (the endgame), a chunk whose request has been outstanding
+//! for [`ENDGAME_AFTER_MS`] may also be asked of a second peer, so one slow peer
+//! cannot hold up the last chunks; never more than [`MAX_COPIES`] copies are
+//! outstanding. (Copying at once wasted upload: a request may wait its turn at
+//! a busy server for a while, see [`crate::fetch::waiting`].)
 //!
 //! Timeouts are handled by a small per-peer [`Standing`]: each expired request is
 //! a strike that halves the peer's slots, [`STRIKES_TO_BENCH`] unforgiven
@@ -39,7 +41,7 @@ use rand_core::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use crate::limits::{BENCH_MS, MAX_COPIES, STRIKES_TO_BENCH};
+pub use crate::limits::{BENCH_MS, ENDGAME_AFTER_MS, MAX_COPIES, STRIKES_TO_BENCH};
 
 // Availability counts are u16: every tracked peer can be counted.
 const _: () = assert!(MAX_TRACKED_PEERS < u16::MAX as usize);
@@ -170,6 +172,16 @@ struct InFlight {
     peer: NodeId,
     index: u32,
     deadline: Timestamp,
+}
+
+/// When a request has been outstanding long enough to earn an endgame copy.
+fn endgame_from(r: &InFlight) -> Timestamp {
+    Timestamp(
+        r.deadline
+            .as_millis()
+            .saturating_sub(REQUEST_TIMEOUT_MS)
+            .saturating_add(ENDGAME_AFTER_MS),
+    )
 }
 
 /// The fetch state of one release.
@@ -453,7 +465,7 @@ impl Download {
         // Endgame only once nothing missing is left unrequested, so that
         // duplicates never take slots a first request could use.
         if unrequested == issued.len() {
-            let mut second = self.endgame_candidates(&round.banned);
+            let mut second = self.endgame_candidates(&round.banned, now);
             self.assign(&mut second, &mut round, &mut issued);
         }
         issued
@@ -514,13 +526,16 @@ impl Download {
     }
 
     /// Missing chunks with at least one but fewer than [`MAX_COPIES`]
-    /// requests outstanding that some non-banned peer has, as `(rarity, index)`
-    /// ordered by rarity. Only chunks in flight qualify, so this looks at the
-    /// requests, not the whole release.
-    fn endgame_candidates(&self, banned: &[NodeId]) -> Vec<(u16, u32)> {
+    /// requests outstanding, the first for at least [`ENDGAME_AFTER_MS`], that
+    /// some non-banned peer has, as `(rarity, index)` ordered by rarity. Only
+    /// chunks in flight qualify, so this looks at the requests, not the whole release.
+    fn endgame_candidates(&self, banned: &[NodeId], now: Timestamp) -> Vec<(u16, u32)> {
         let banned_haves = self.banned_haves(banned);
         let mut out: Vec<(u16, u32)> = Vec::new();
         for r in &self.requests {
+            if endgame_from(r) > now {
+                continue;
+            }
             let copies = self.copies.get(r.index as usize).copied().unwrap_or(0);
             // The first request for each chunk stands for it, so no chunk is listed twice.
             if copies < MAX_COPIES && !out.iter().any(|c| c.1 == r.index) {
@@ -801,7 +816,23 @@ impl Download {
         }
         let deadlines = self.requests.iter().map(|r| r.deadline);
         let benches = self.peers.values().filter_map(|p| p.standing.pause_ends());
-        deadlines.chain(benches).min()
+        // Once nothing missing is unrequested, a request may earn a second copy.
+        let in_endgame = self.missing as usize <= self.requests.len()
+            && self.missing as usize <= self.chunks_in_flight();
+        let endgame = in_endgame
+            .then(|| {
+                self.requests
+                    .iter()
+                    .filter(|r| {
+                        self.copies
+                            .get(r.index as usize)
+                            .is_some_and(|&c| c < MAX_COPIES)
+                    })
+                    .map(endgame_from)
+                    .min()
+            })
+            .flatten();
+        deadlines.chain(benches).chain(endgame).min()
     }
 
     // ---- queries ------------------------------------------------------------

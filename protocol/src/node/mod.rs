@@ -303,6 +303,7 @@ impl Node {
     /// Everything time-driven: expire requests, issue new ones, open waves, probe, check gates.
     fn step(&mut self) {
         self.expire_requests();
+        self.serve_waiting();
         self.drive_downloads();
         self.drive_rollouts();
         self.drive_health_sync();
@@ -319,6 +320,9 @@ impl Node {
         };
         for (_, _, deadline) in self.pending.values() {
             consider(*deadline);
+        }
+        if let Some(t) = self.serving.next_wakeup(now) {
+            consider(t);
         }
         for t in self.releases.values() {
             if let Some(d) = t.download.as_ref().and_then(|d| d.next_deadline()) {

@@ -1,14 +1,15 @@
 //! Answering peers: metadata, availability, chunk lists and chunks, with a
 //! per-peer bound on concurrent chunk loads and re-verification of every chunk
-//! read back from the store before it is sent, and an upload backlog that
-//! answers `Busy` once the configured upload rate could not send what was
-//! promised before the askers' deadlines.
+//! read back from the store before it is sent, and an upload backlog: once
+//! the configured upload rate could not send more in time, chunk requests wait
+//! (stragglers first, see [`crate::fetch::waiting`]) or are answered `Busy`.
 
 use super::{Node, NodeEvent, Output};
 use crate::chunk::verify_chunk;
-use crate::fetch::UploadBacklog;
+use crate::fetch::{UploadBacklog, Waiting, WaitingRequests};
 use crate::id::{NodeId, ReleaseId};
-use crate::limits::MAX_SERVING_PER_PEER;
+use crate::limits::{MAX_SERVING_PER_PEER, MAX_TRACKED_PEERS};
+use crate::time::Timestamp;
 use crate::wire::{Request, Response};
 use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
@@ -18,6 +19,10 @@ pub(super) struct Serving {
     loads: BTreeMap<u64, Load>,
     per_peer: BTreeMap<NodeId, usize>,
     backlog: UploadBacklog,
+    waiting: WaitingRequests,
+    /// What each asker last said it holds (release, bitfield, count): the
+    /// waiting order, and which waiting requests it no longer needs.
+    held_by: BTreeMap<NodeId, (ReleaseId, Vec<u8>, u32)>,
 }
 
 struct Load {
@@ -33,15 +38,60 @@ impl Serving {
             loads: BTreeMap::new(),
             per_peer: BTreeMap::new(),
             backlog: UploadBacklog::new(upload),
+            waiting: WaitingRequests::new(),
+            held_by: BTreeMap::new(),
         }
     }
 
     pub(super) fn forget_peer(&mut self, peer: &NodeId) {
         self.per_peer.remove(peer);
+        self.waiting.remove_peer(peer);
+        self.held_by.remove(peer);
     }
 
+    /// Whether `peer` already has as many chunks loading or waiting as it may.
     fn busy(&self, peer: &NodeId) -> bool {
-        self.per_peer.get(peer).copied().unwrap_or(0) >= MAX_SERVING_PER_PEER
+        let loading = self.per_peer.get(peer).copied().unwrap_or(0);
+        loading + self.waiting.count_of(peer) >= MAX_SERVING_PER_PEER
+    }
+
+    /// Remembers how many chunks of `release` `peer` announced, for the waiting order.
+    fn note_held(&mut self, peer: NodeId, release: ReleaseId, bitfield: &[u8]) {
+        if self.held_by.len() >= MAX_TRACKED_PEERS && !self.held_by.contains_key(&peer) {
+            return;
+        }
+        let held = bitfield.iter().map(|b| b.count_ones()).sum();
+        self.held_by
+            .insert(peer, (release, bitfield.to_vec(), held));
+    }
+
+    /// Chunks of `release` `peer` last said it holds (none known: 0, served early).
+    fn held(&self, peer: &NodeId, release: &ReleaseId) -> u32 {
+        match self.held_by.get(peer) {
+            Some((r, _, held)) if r == release => *held,
+            _ => 0,
+        }
+    }
+
+    /// Whether `peer` has announced chunk `index` of `release` since asking:
+    /// it got the chunk elsewhere (an endgame copy), so sending it would be waste.
+    fn announced(&self, peer: &NodeId, release: &ReleaseId, index: u32) -> bool {
+        match self.held_by.get(peer) {
+            Some((r, bits, _)) if r == release => bits
+                .get(index as usize / 8)
+                .is_some_and(|byte| byte & (0x80 >> (index % 8)) != 0),
+            _ => false,
+        }
+    }
+
+    /// When the waiting queue needs attention: the first request fits, or one expires.
+    pub(super) fn next_wakeup(&self, now: Timestamp) -> Option<Timestamp> {
+        let first = self.waiting.first()?;
+        let room = self.backlog.room_at(now, first.length);
+        Some(match self.waiting.next_expiry() {
+            Some(expiry) => room.min(expiry),
+            None => room,
+        })
     }
 }
 
@@ -79,6 +129,7 @@ impl Node {
                 }
             }
             Request::Have { release, bitfield } => {
+                self.serving.note_held(from, release, &bitfield);
                 if !self.peer_availability(from, release, &bitfield) {
                     self.event(NodeEvent::Refused {
                         from: Some(from),
@@ -110,43 +161,111 @@ impl Node {
                     let entry = t.list.as_ref()?.chunks.get(index as usize)?;
                     stored.get(index).then_some(*entry)
                 });
+                let now = self.now;
                 match entry {
                     None => Response::NotFound,
                     Some(_) if self.serving.busy(&from) => Response::Busy,
-                    Some(entry)
-                        if !self.serving.backlog.try_accept(
-                            self.now,
-                            &entry.hash,
-                            &from,
-                            u64::from(entry.length),
-                        ) =>
-                    {
+                    Some(entry) if self.serving.backlog.held_back(now, &entry.hash, &from) => {
                         Response::Busy
                     }
                     Some(entry) => {
-                        let token = self.next_token;
-                        self.next_token += 1;
-                        self.serving.loads.insert(
-                            token,
-                            Load {
-                                peer: from,
-                                request_id,
-                                release,
-                                index,
-                            },
-                        );
-                        *self.serving.per_peer.entry(from).or_default() += 1;
-                        self.outputs.push_back(Output::LoadChunk {
-                            token,
+                        let length = u64::from(entry.length);
+                        if self.serving.waiting.is_empty()
+                            && self.serving.backlog.has_room(now, length)
+                        {
+                            self.serving.backlog.accept(now, &entry.hash, &from, length);
+                            self.load_for(from, request_id, release, index, entry.hash, length);
+                            return;
+                        }
+                        let held = self.serving.held(&from, &release);
+                        let turned_away = self.serving.waiting.push(Waiting {
+                            peer: from,
+                            request_id,
+                            release,
+                            index,
                             hash: entry.hash,
-                            length: entry.length,
+                            length,
+                            since: now,
+                            held,
                         });
+                        if let Some(w) = turned_away {
+                            self.respond(w.peer, w.request_id, Response::Busy);
+                        }
+                        self.serve_waiting();
                         return;
                     }
                 }
             }
         };
         self.respond(from, request_id, response);
+    }
+
+    /// Asks the driver to read a chunk promised to `peer`.
+    fn load_for(
+        &mut self,
+        peer: NodeId,
+        request_id: u64,
+        release: ReleaseId,
+        index: u32,
+        hash: crate::chunk::ChunkHash,
+        length: u64,
+    ) {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.serving.loads.insert(
+            token,
+            Load {
+                peer,
+                request_id,
+                release,
+                index,
+            },
+        );
+        *self.serving.per_peer.entry(peer).or_default() += 1;
+        self.outputs.push_back(Output::LoadChunk {
+            token,
+            hash,
+            length: u32::try_from(length).unwrap_or(u32::MAX),
+        });
+    }
+
+    /// Answers waiting requests that waited too long with `Busy`, and serves
+    /// the others, stragglers first, while the upload backlog has room.
+    pub(super) fn serve_waiting(&mut self) {
+        let now = self.now;
+        for w in self.serving.waiting.expire(now) {
+            self.respond(w.peer, w.request_id, Response::Busy);
+        }
+        while let Some(first) = self.serving.waiting.first() {
+            let (hash, peer, length) = (first.hash, first.peer, first.length);
+            if !self.serving.backlog.held_back(now, &hash, &peer)
+                && !self.serving.backlog.has_room(now, length)
+            {
+                break;
+            }
+            let Some(w) = self.serving.waiting.take_first() else {
+                break;
+            };
+            if self.serving.backlog.held_back(now, &w.hash, &w.peer)
+                || self.serving.announced(&w.peer, &w.release, w.index)
+            {
+                // Sent to someone else meanwhile (the asker gets it from them),
+                // or the asker has it already.
+                self.respond(w.peer, w.request_id, Response::Busy);
+                continue;
+            }
+            let still_held = self
+                .releases
+                .get(&w.release)
+                .and_then(|t| t.stored.as_ref())
+                .is_some_and(|stored| stored.get(w.index));
+            if !still_held {
+                self.respond(w.peer, w.request_id, Response::NotFound);
+                continue;
+            }
+            self.serving.backlog.accept(now, &w.hash, &w.peer, w.length);
+            self.load_for(w.peer, w.request_id, w.release, w.index, w.hash, w.length);
+        }
     }
 
     pub(super) fn on_chunk_loaded(&mut self, token: u64, data: Option<Vec<u8>>) {
