@@ -6,9 +6,7 @@ use std::num::NonZeroU64;
 use waveguard_protocol::chunk::ChunkList;
 use waveguard_protocol::chunker::chunk_bytes;
 use waveguard_protocol::fetch::{Bandwidth, Bitfield};
-use waveguard_protocol::limits::{
-    DOWNLOAD_WINDOW_MS, MAX_WAITING_REQUESTS, MAX_WAIT_MS, RESEND_HOLD_MS, UPLOAD_BACKLOG_MS,
-};
+use waveguard_protocol::limits::{DOWNLOAD_WINDOW_MS, MAX_WAITING_REQUESTS, MAX_WAIT_MS};
 use waveguard_protocol::metadata::build::{
     new_root, release_target, sign_document, Expiries, Repository, RoleSigners, RoleSpec, RootSpec,
 };
