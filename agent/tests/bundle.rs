@@ -107,6 +107,27 @@ fn refused_bundles_name_the_fault_and_leave_the_store_unchanged() {
     assert!(!before.1.is_empty());
     let bytes = std::fs::read(&good).unwrap();
 
+    // The site can pass the release on: a bundle written from its store is the same file.
+    let again = dir.path().join("again.wgb");
+    run_at(
+        LATER,
+        &[
+            "bundle",
+            "export",
+            "--data-dir",
+            arg(&data),
+            "--release",
+            "acme-sensor/1.0",
+            "--out",
+            arg(&again),
+        ],
+    )
+    .unwrap();
+    assert!(
+        std::fs::read(&again).unwrap() == bytes,
+        "store export differs"
+    );
+
     // One flipped byte in the last chunk's data.
     let mut chunk_flip = bytes.clone();
     let last = chunk_flip.len() - 1;

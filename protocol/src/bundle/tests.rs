@@ -507,3 +507,75 @@ proptest! {
         prop_assert_eq!(ok.carried_bytes, carried);
     }
 }
+
+/// A vendor that rotated its root and timestamp keys after the importer's
+/// root: the bundle carries both roots and the importer walks the rotation.
+#[test]
+fn a_bundle_carries_a_root_rotation_the_importer_walks() {
+    use crate::metadata::build::RootChanges;
+    let old = SigningKey::from_seed([7; 32]);
+    let new = SigningKey::from_seed([9; 32]);
+    let spec = RootSpec {
+        root: RoleSpec::single(old.public()),
+        targets: RoleSpec::single(old.public()),
+        snapshot: RoleSpec::single(old.public()),
+        timestamp: RoleSpec::single(old.public()),
+        operator: None,
+        expires: T0.plus_secs(365 * 86_400),
+    };
+    let root = sign_document(new_root(&spec).unwrap(), &[&old]).unwrap();
+    let mut repo = Repository::new(&root).unwrap();
+    let c = add(&mut repo, "1.0", &artifact(1, 200_000));
+    repo.rotate_root(
+        &RootChanges {
+            root: Some(RoleSpec::single(new.public())),
+            timestamp: Some(RoleSpec::single(new.public())),
+            ..RootChanges::default()
+        },
+        &[&old, &new],
+    )
+    .unwrap();
+    let (t, ts) = ([&old], [&new]);
+    let metadata = repo
+        .sign(
+            T0,
+            &Expiries::default(),
+            &RoleSigners {
+                targets: &t,
+                snapshot: &t,
+                timestamp: &ts,
+            },
+        )
+        .unwrap();
+    assert_eq!(metadata.roots.len(), 2);
+    let v = Vendor {
+        root: root.clone(),
+        metadata: metadata.clone(),
+        newer: metadata,
+        v1: c,
+        v2: add(
+            &mut Repository::new(&root).unwrap(),
+            "9.9",
+            &artifact(2, 50_000),
+        ),
+    };
+    let bytes = bundle(&v, &v.v1, None);
+    let ok = verify_bytes(&bytes, &trust(&v), T0, none).unwrap();
+    assert_eq!(ok.trust.root_version(), 2);
+    // Without the rotation's root, the new timestamp key is not trusted.
+    let mut only_new = v.metadata.clone();
+    only_new.roots.remove(1);
+    let chunks: Vec<(u32, &[u8])> = (0..v.v1.chunks.len() as u32)
+        .map(|i| (i, v.v1.chunks[i as usize].as_slice()))
+        .collect();
+    let bytes = encode(&Contents {
+        kind: Kind::Full,
+        release: v.v1.id,
+        metadata: &only_new,
+        list_bytes: &v.v1.list_bytes,
+        chunks: &chunks,
+    })
+    .unwrap();
+    let err = verify_bytes(&bytes, &trust(&v), T0, none).unwrap_err();
+    assert!(matches!(err, VerifyError::Metadata(_)), "{err}");
+}
