@@ -440,6 +440,9 @@ pub enum VerifyError {
         /// Distinct chunks neither carried nor held.
         missing: u64,
     },
+    /// The verifier was driven out of its order (a caller bug, never caused by the file).
+    #[error("bundle verifier used out of order: {0}")]
+    OutOfOrder(&'static str),
     /// The reader fed a different number of bytes than [`Verifier::wants`] (a caller bug).
     #[error("verifier fed {got} bytes, it wanted {wanted}")]
     Misfed {
@@ -702,7 +705,7 @@ impl Verifier {
                 let release = self
                     .release
                     .as_ref()
-                    .ok_or(VerifyError::Misfed { wanted: 0, got: 0 })?;
+                    .ok_or(VerifyError::OutOfOrder("chunk list before metadata"))?;
                 let list = ChunkList::decode_for(release, bytes).map_err(VerifyError::ChunkList)?;
                 self.list_bytes = bytes.to_vec();
                 self.list = Some(list);
@@ -804,7 +807,7 @@ impl Verifier {
             .as_ref()
             .and_then(|l| l.chunks.get(index as usize))
             .copied()
-            .ok_or(VerifyError::Misfed { wanted: 0, got: 0 })?;
+            .ok_or(VerifyError::OutOfOrder("chunk before its record header"))?;
         verify_chunk(&entry, bytes).map_err(|source| VerifyError::Chunk {
             record,
             index,
@@ -843,7 +846,7 @@ impl Verifier {
         }
         let (Some(header), Some(release), Some(list)) = (self.header, self.release, self.list)
         else {
-            return Err(VerifyError::Misfed { wanted: 0, got: 0 });
+            return Err(VerifyError::OutOfOrder("finished before the end"));
         };
         let distinct: HashSet<ChunkHash> = list.chunks.iter().map(|c| c.hash).collect();
         let left_out = distinct.iter().filter(|h| !self.carried.contains(*h));
