@@ -1,7 +1,8 @@
 //! The agent's local HTTP API: `GET /status` (JSON), `GET /metrics`
-//! (Prometheus text), `POST /directive` (a signed halt or resume), and
-//! `GET /health/{release}` / `POST /health` (health bundles carried to and
-//! from isolated sites), served by axum next to the driver loop.
+//! (Prometheus text), `POST /directive` (a signed halt or resume),
+//! `POST /bundle` (import a release bundle file) and `GET /health/{release}`
+//! / `POST /health` (health bundles carried to and from isolated sites),
+//! served by axum next to the driver loop.
 //!
 //! The `GET` handlers only read the driver's [`Shared`] snapshot, so they
 //! never block or steer the engine. `POST /directive` hands the body to the
@@ -563,6 +564,63 @@ async fn health_import_handler(
     }
 }
 
+/// `POST /bundle`'s body: the bundle file to import, a path on the agent's machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRequest {
+    /// An absolute path to the bundle file.
+    pub path: String,
+}
+
+/// `POST /bundle`'s answer when the bundle was imported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleImportView {
+    /// The release (hex).
+    pub release: String,
+    /// Product.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// The base release of a delta bundle (hex).
+    pub base: Option<String>,
+    /// Chunk records in the bundle.
+    pub carried: u32,
+    /// Chunks newly stored.
+    pub stored: u32,
+}
+
+/// `POST /bundle`: imports a release bundle file into the running agent
+/// (verified completely before anything is stored, see `crate::bundle`).
+/// 400 with the reason if it is refused, 200 with a [`BundleImportView`].
+async fn bundle_import_handler(
+    State(state): State<ApiState>,
+    body: Result<Json<BundleRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(r)) => r,
+        Err(r) => return error_answer(r.status(), r.body_text()),
+    };
+    let path = std::path::PathBuf::from(&request.path);
+    if !path.is_absolute() {
+        return error_answer(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not an absolute path", request.path),
+        );
+    }
+    match state.shared.submit_bundle(path).await {
+        Ok(Ok(r)) => Json(BundleImportView {
+            release: r.release.to_hex(),
+            product: r.product,
+            version: r.version,
+            base: r.base.map(|b| b.to_hex()),
+            carried: r.carried,
+            stored: r.stored,
+        })
+        .into_response(),
+        Ok(Err(e)) => error_answer(StatusCode::BAD_REQUEST, e),
+        Err(e) => error_answer(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
 /// `POST /health`'s answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthImportView {
@@ -583,6 +641,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/status", get(status_handler))
         .route("/health/{release}", get(health_export_handler))
+        .route("/bundle", post(bundle_import_handler))
         .route(
             "/health",
             post(health_import_handler).layer(DefaultBodyLimit::max(

@@ -115,6 +115,15 @@ pub enum Command {
         /// The reports; `None` if the node does not follow the release.
         reply: oneshot::Sender<Option<Vec<SignedHealth>>>,
     },
+    /// A release bundle file to verify completely and store in this agent's
+    /// store (off the loop, on the blocking pool); then its metadata, chunk
+    /// list and chunks are fed to the engine, which serves the release.
+    Bundle {
+        /// The bundle file (a path on this machine).
+        path: std::path::PathBuf,
+        /// What was imported, or why not.
+        reply: oneshot::Sender<Result<crate::bundle::ImportReport, String>>,
+    },
     /// Health reports carried in from another site: fed to the engine, which
     /// verifies each like a gossiped report and passes on what it takes.
     Health {
@@ -124,6 +133,10 @@ pub enum Command {
         reply: oneshot::Sender<HealthReceipt>,
     },
 }
+
+/// How long [`Shared::submit_bundle`] waits: verifying and storing a large
+/// release bundle reads it twice from (possibly slow) removable media.
+pub const BUNDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
 /// What the engine made of imported health reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,8 +193,11 @@ impl Shared {
         &self,
         release: ReleaseId,
     ) -> Result<Option<Vec<SignedHealth>>, SubmitError> {
-        self.ask(|reply| Command::HealthReports { release, reply })
-            .await
+        self.ask(
+            |reply| Command::HealthReports { release, reply },
+            COMMAND_TIMEOUT,
+        )
+        .await
     }
 
     /// Hands carried health reports to the driver loop and waits for the receipt.
@@ -189,13 +205,25 @@ impl Shared {
         &self,
         reports: Vec<SignedHealth>,
     ) -> Result<HealthReceipt, SubmitError> {
-        self.ask(|reply| Command::Health { reports, reply }).await
+        self.ask(|reply| Command::Health { reports, reply }, COMMAND_TIMEOUT)
+            .await
     }
 
-    /// Sends a command and waits for its answer (at most [`COMMAND_TIMEOUT`]).
+    /// Has the driver import the bundle file at `path` (see [`Command::Bundle`])
+    /// and waits for the outcome (at most [`BUNDLE_TIMEOUT`]).
+    pub async fn submit_bundle(
+        &self,
+        path: std::path::PathBuf,
+    ) -> Result<Result<crate::bundle::ImportReport, String>, SubmitError> {
+        self.ask(|reply| Command::Bundle { path, reply }, BUNDLE_TIMEOUT)
+            .await
+    }
+
+    /// Sends a command and waits for its answer (at most `limit`).
     async fn ask<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<T>) -> Command,
+        limit: std::time::Duration,
     ) -> Result<T, SubmitError> {
         let commands = self.commands.as_ref().ok_or(SubmitError::NotRunning)?;
         let (reply, answer) = oneshot::channel();
@@ -206,9 +234,9 @@ impl Shared {
                 .map_err(|_| SubmitError::NotRunning)?;
             answer.await.map_err(|_| SubmitError::NotRunning)
         };
-        match tokio::time::timeout(COMMAND_TIMEOUT, asked).await {
+        match tokio::time::timeout(limit, asked).await {
             Ok(r) => r,
-            Err(_) => Err(SubmitError::Timeout(COMMAND_TIMEOUT)),
+            Err(_) => Err(SubmitError::Timeout(limit)),
         }
     }
 
@@ -376,7 +404,42 @@ impl Driver {
                 let receipt = self.health(reports);
                 let _ = reply.send(receipt);
             }
+            Command::Bundle { path, reply } => self.import_bundle(path, reply),
         }
+    }
+
+    /// Imports a bundle on the blocking pool against the engine's trust now;
+    /// what it stored comes back as local inputs, metadata first so the
+    /// engine follows the release before it hears of its list and chunks.
+    fn import_bundle(
+        &self,
+        path: std::path::PathBuf,
+        reply: oneshot::Sender<Result<crate::bundle::ImportReport, String>>,
+    ) {
+        let store = self.store.clone();
+        let trust = self.node.trust().clone();
+        let tx = self.local_tx.clone();
+        let at = now();
+        tokio::task::spawn_blocking(move || {
+            match crate::bundle::import_into(&store, &trust, &path, at, false) {
+                Ok(imported) => {
+                    let release = imported.report.release;
+                    let v = imported.verified;
+                    let _ = tx.blocking_send(Input::Metadata(v.metadata));
+                    let _ = tx.blocking_send(Input::ChunkList {
+                        release,
+                        data: v.list_bytes,
+                    });
+                    let _ = tx.blocking_send(Input::ChunksHeld(imported.chunks));
+                    let mut report = imported.report;
+                    report.running = true;
+                    let _ = reply.send(Ok(report));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        });
     }
 
     /// Feeds carried health reports to the engine and counts what it took.

@@ -501,3 +501,71 @@ async fn health_carried_back_fails_the_gate_at_the_connected_site() {
     assert!(reports.iter().all(|r| got.contains(r)));
     tb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_imports_a_bundle_through_its_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ReleaseSpec {
+        size: 2 << 20,
+        chunk_avg: "256KiB".into(),
+        ..ReleaseSpec::default()
+    };
+    let (mut tb, published) = Testbed::publish(dir.path(), &spec).unwrap();
+    let file = dir.path().join("carry.wgb");
+    let repo = tb.repo();
+    let id = published.release.to_hex();
+    let now = waveguard_agent::driver::now();
+    waveguard_agent::cli::run_at(
+        [
+            "waveguard",
+            "bundle",
+            "export",
+            "--repo",
+            arg(&repo),
+            "--release",
+            &id,
+            "--out",
+            arg(&file),
+        ],
+        now,
+    )
+    .unwrap();
+    let site = tb.start(&AgentSpec::default()).await.unwrap();
+    let api_addr = serve_api(&tb, site).await.to_string();
+    let import = |f: PathBuf| {
+        let a = api_addr.clone();
+        tokio::task::spawn_blocking(move || {
+            waveguard_agent::cli::run_at(
+                ["waveguard", "bundle", "import", arg(&f), "--api", &a],
+                now,
+            )
+            .map(|o| o.to_string())
+            .map_err(|e| waveguard_agent::cli::error_message(&e))
+        })
+    };
+
+    // A truncated copy is refused by the running agent, which stores nothing.
+    let cut = dir.path().join("cut.wgb");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = import(cut).await.unwrap().unwrap_err();
+    assert!(err.contains("truncated"), "{err}");
+    assert_eq!(
+        chunks_stored(&tb.members[site].shared, &published.release),
+        (0, 0)
+    );
+
+    let done = import(file).await.unwrap().unwrap();
+    assert!(done.contains("it serves the release now"), "{done}");
+    let total = published.info.info.chunk_list.chunks;
+    let shared = tb.members[site].shared.clone();
+    let release = published.release;
+    wait_for(
+        "the agent to hold the release",
+        Duration::from_secs(10),
+        || chunks_stored(&shared, &release) == (total, total),
+    )
+    .await
+    .unwrap();
+    tb.shutdown().await;
+}

@@ -6,7 +6,9 @@
 //!
 //! Import works on the agent's data directory while the agent is stopped
 //! (sled lets one process hold a store; a running agent's lock is reported as
-//! [`ImportError::Store`] with the advice to stop it). It reads the bundle
+//! [`ImportError::Store`] with the advice to stop it or to go through its
+//! API), or inside a running agent ([`import_into`], reached by
+//! `POST /bundle`), which then feeds the result to its engine. It reads the bundle
 //! twice: the first pass verifies everything — metadata against the store's
 //! trusted state (or the configured root for a store that has none yet),
 //! the chunk list, every chunk, the end of the file, and for a delta bundle
@@ -423,7 +425,7 @@ pub enum ImportError {
         source: VerifyError,
     },
     /// The store could not be opened (for example the agent is running and holds its lock).
-    #[error("cannot open the agent's store: {0}; `bundle import` writes the data directory itself, so stop the agent first and start it again afterwards")]
+    #[error("cannot open the agent's store: {0}; `bundle import` writes the data directory itself, so stop the agent first and start it again afterwards, or pass --api to have the running agent import it")]
     Store(#[source] OpenError),
     /// Neither the store nor the caller gave a trusted root.
     #[error("{} holds no trusted metadata yet; pass --trusted-root (or --config with trusted_root) with the root from your vendor", data_dir.display())]
@@ -477,6 +479,8 @@ pub struct ImportReport {
     pub stored: u32,
     /// Trusted targets version afterwards.
     pub targets_version: Option<u64>,
+    /// Whether a running agent took it (it serves the release at once).
+    pub running: bool,
 }
 
 impl fmt::Display for ImportReport {
@@ -492,7 +496,10 @@ impl fmt::Display for ImportReport {
         if let Some(v) = self.targets_version {
             write!(f, "; trusted targets now v{v}")?;
         }
-        f.write_str("; start the agent to serve it to the site")
+        match self.running {
+            true => f.write_str("; the agent serves it to the site now"),
+            false => f.write_str("; start the agent to serve it to the site"),
+        }
     }
 }
 
@@ -586,13 +593,44 @@ pub fn import(
     now: Timestamp,
     show_progress: bool,
 ) -> Result<ImportReport, ImportError> {
+    let store = Store::open(data_dir).map_err(ImportError::Store)?;
+    let trust = importer_trust(&store, data_dir, root)?;
+    let imported = import_into(&store, &trust, path, now, show_progress)?;
+    // Trust last: a store never names a release whose content it was not given.
+    store
+        .put_trust(&imported.verified.trust.stored())
+        .map_err(|e| ImportError::StoreIo(e.to_string()))?;
+    Ok(imported.report)
+}
+
+/// A bundle stored by [`import_into`].
+#[derive(Debug)]
+pub struct Imported {
+    /// What to tell the operator.
+    pub report: ImportReport,
+    /// The verified bundle (its metadata is what a running engine is fed).
+    pub verified: Verified,
+    /// Every chunk hash of the release's list (all held now).
+    pub chunks: Vec<ChunkHash>,
+}
+
+/// Verifies the bundle at `path` completely against `trust`, then stores its
+/// chunks and chunk list in `store` (an open store: the offline import's, or
+/// a running agent's). The trusted metadata is left to the caller: the
+/// offline import stores it, a running agent feeds it to its engine, which
+/// applies and stores it itself.
+pub fn import_into(
+    store: &Store,
+    trust: &TrustedState,
+    path: &Path,
+    now: Timestamp,
+    show_progress: bool,
+) -> Result<Imported, ImportError> {
     let read_err = |source| ImportError::Read {
         path: path.to_owned(),
         source,
     };
     let size = std::fs::metadata(path).map_err(read_err)?.len();
-    let store = Store::open(data_dir).map_err(ImportError::Store)?;
-    let trust = importer_trust(&store, data_dir, root)?;
     let held: HashSet<ChunkHash> = store
         .held()
         .map_err(|e| ImportError::StoreIo(e.to_string()))?
@@ -600,7 +638,7 @@ pub fn import(
         .collect();
 
     let bar = progress(show_progress, size, "verify");
-    let first = pass(path, &trust, now, &held, &bar, |_, _| Ok(()));
+    let first = pass(path, trust, now, &held, &bar, |_, _| Ok(()));
     bar.finish_and_clear();
     match first {
         Ok(_) => {}
@@ -616,7 +654,7 @@ pub fn import(
 
     let bar = progress(show_progress, size, "store");
     let mut stored = 0u32;
-    let second = pass(path, &trust, now, &held, &bar, |hash, bytes| {
+    let second = pass(path, trust, now, &held, &bar, |hash, bytes| {
         if held.contains(hash) {
             return Ok(());
         }
@@ -636,15 +674,11 @@ pub fn import(
         }
         Err(PassError::Store(e)) => return Err(ImportError::StoreIo(e)),
     };
-    // The chunk list and trust only after every chunk: a store never names a
-    // release whose content it was not given.
+    // The chunk list only after every chunk.
     store
         .put_chunk_list(&verified.release.id, &verified.list_bytes)
         .map_err(|e| ImportError::StoreIo(e.to_string()))?;
-    store
-        .put_trust(&verified.trust.stored())
-        .map_err(|e| ImportError::StoreIo(e.to_string()))?;
-    Ok(ImportReport {
+    let report = ImportReport {
         release: verified.release.id,
         product: verified.release.info.product.clone(),
         version: verified.release.info.version.clone(),
@@ -655,5 +689,12 @@ pub fn import(
         carried: verified.carried,
         stored,
         targets_version: verified.trust.versions().targets,
+        running: false,
+    };
+    let chunks = verified.list.chunks.iter().map(|c| c.hash).collect();
+    Ok(Imported {
+        report,
+        verified,
+        chunks,
     })
 }

@@ -2,14 +2,14 @@
 //!
 //! `export` and `import` move a release (metadata, chunk list, chunks) in one
 //! file (see [`crate::bundle`]); `import` writes a stopped agent's data
-//! directory. `export-health` and `import-health` move health reports the
+//! directory, or with `--api` has the running agent import the file. `export-health` and `import-health` move health reports the
 //! other way through a running agent's local HTTP API: the isolated site's
 //! agent hands out what its ledger holds, the connected site's agent feeds
 //! the file to its engine, which verifies every report as if gossiped and
 //! passes on what it takes.
 
-use super::status::{http_exchange, HttpResponse, DEFAULT_API};
-use crate::api::{ErrorView, HealthImportView, StatusView};
+use super::status::{http_exchange, HttpResponse, DEFAULT_API, IO_TIMEOUT, MAX_RESPONSE_BYTES};
+use crate::api::{BundleImportView, BundleRequest, ErrorView, HealthImportView, StatusView};
 use crate::bundle::{self, ExportReport, ImportReport, Source};
 use crate::config::Config;
 use anyhow::{bail, Context};
@@ -62,7 +62,7 @@ pub struct ExportArgs {
 
 /// Arguments of `waveguard bundle import`.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["config", "data_dir"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["config", "data_dir", "api"])))]
 pub struct ImportArgs {
     /// The bundle file.
     #[arg(value_name = "FILE")]
@@ -74,8 +74,12 @@ pub struct ImportArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The vendor's root, for a data directory that holds no trusted metadata yet.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "api")]
     pub trusted_root: Option<PathBuf>,
+    /// Hand the file to the running agent at this HTTP API address instead
+    /// (it verifies and stores it, and serves the release at once).
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<SocketAddr>,
 }
 
 /// Arguments of `waveguard bundle export-health`.
@@ -111,6 +115,8 @@ pub enum BundleReport {
     Exported(ExportReport),
     /// `bundle import`.
     Imported(ImportReport),
+    /// `bundle import --api`.
+    ImportedByAgent(BundleImportView),
     /// `bundle export-health`.
     HealthExported {
         /// The file written.
@@ -129,6 +135,11 @@ impl fmt::Display for BundleReport {
         match self {
             BundleReport::Exported(r) => r.fmt(f),
             BundleReport::Imported(r) => r.fmt(f),
+            BundleReport::ImportedByAgent(v) => write!(
+                f,
+                "the agent imported {} {} ({}): bundle verified, {} chunks carried, {} new chunks stored; it serves the release now",
+                v.product, v.version, v.release, v.carried, v.stored
+            ),
             BundleReport::HealthExported {
                 path,
                 release,
@@ -174,6 +185,9 @@ pub fn run(command: &BundleCommand, now: Timestamp) -> anyhow::Result<BundleRepo
             .context("bundle export")
         }
         BundleCommand::Import(a) => {
+            if let Some(api) = a.api {
+                return import_by_agent(api, &a.file);
+            }
             let (data_dir, root) = match (&a.config, &a.data_dir) {
                 (Some(path), _) => {
                     let c = Config::load(path)?;
@@ -222,7 +236,14 @@ fn resolve_release(api: SocketAddr, spec: &str) -> anyhow::Result<ReleaseId> {
 fn export_health(a: &ExportHealthArgs) -> anyhow::Result<BundleReport> {
     let release = resolve_release(a.api, &a.release)?;
     let path = format!("/health/{}", release.to_hex());
-    let r = http_exchange(a.api, "GET", &path, None, MAX_HEALTH_BUNDLE_BYTES + 4096)?;
+    let r = http_exchange(
+        a.api,
+        "GET",
+        &path,
+        None,
+        MAX_HEALTH_BUNDLE_BYTES + 4096,
+        IO_TIMEOUT,
+    )?;
     if r.code != 200 {
         bail!(
             "the agent at {} answered HTTP status {}: {}",
@@ -251,7 +272,8 @@ fn import_health(a: &ImportHealthArgs) -> anyhow::Result<BundleReport> {
         "POST",
         "/health",
         Some(("application/octet-stream", &bytes)),
-        super::status::MAX_RESPONSE_BYTES,
+        MAX_RESPONSE_BYTES,
+        IO_TIMEOUT,
     )?;
     if r.code != 200 {
         bail!(
@@ -264,4 +286,33 @@ fn import_health(a: &ImportHealthArgs) -> anyhow::Result<BundleReport> {
     let view: HealthImportView = serde_json::from_slice(&r.body)
         .with_context(|| format!("the agent at {} answered with something else", a.api))?;
     Ok(BundleReport::HealthImported(view))
+}
+
+/// Has the running agent at `api` import the bundle file (by absolute path:
+/// the agent reads it itself, so nothing large crosses the API).
+fn import_by_agent(api: SocketAddr, file: &std::path::Path) -> anyhow::Result<BundleReport> {
+    let path = std::fs::canonicalize(file)
+        .with_context(|| format!("cannot find bundle {}", file.display()))?;
+    let body = serde_json::to_vec(&BundleRequest {
+        path: path.to_string_lossy().into_owned(),
+    })?;
+    let r = http_exchange(
+        api,
+        "POST",
+        "/bundle",
+        Some(("application/json", &body)),
+        MAX_RESPONSE_BYTES,
+        crate::driver::BUNDLE_TIMEOUT,
+    )?;
+    if r.code != 200 {
+        bail!(
+            "the agent at {api} did not import {} (HTTP {}): {}",
+            path.display(),
+            r.code,
+            error_text(&r)
+        );
+    }
+    let view: BundleImportView = serde_json::from_slice(&r.body)
+        .with_context(|| format!("the agent at {api} answered with something else"))?;
+    Ok(BundleReport::ImportedByAgent(view))
 }

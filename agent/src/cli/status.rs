@@ -132,22 +132,25 @@ pub fn http_request(
         path,
         body.map(|b| ("application/json", b)),
         MAX_RESPONSE_BYTES,
+        IO_TIMEOUT,
     )
 }
 
-/// Like [`http_request`], with the body's content type and the largest
-/// response to read (`waveguard bundle` moves health bundles larger than a status).
+/// Like [`http_request`], with the body's content type, the largest response
+/// to read and how long to wait for it (`waveguard bundle` moves health
+/// bundles larger than a status, and a bundle import takes a while).
 pub fn http_exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<(&str, &[u8])>,
     limit: u64,
+    read_timeout: Duration,
 ) -> Result<HttpResponse, HttpGetError> {
     let io = |source| HttpGetError::Io { addr, source };
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .map_err(|source| HttpGetError::Connect { addr, source })?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    stream.set_read_timeout(Some(read_timeout)).map_err(io)?;
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     let content = match body {
         Some((kind, b)) => format!("Content-Type: {kind}\r\nContent-Length: {}\r\n", b.len()),
