@@ -1,6 +1,8 @@
 //! The agent's local HTTP API: `GET /status` (JSON), `GET /metrics`
-//! (Prometheus text) and `POST /directive` (a signed halt or resume), served
-//! by axum next to the driver loop.
+//! (Prometheus text), `POST /directive` (a signed halt or resume),
+//! `POST /bundle` (import a release bundle file) and `GET /health/{release}`
+//! / `POST /health` (health bundles carried to and from isolated sites),
+//! served by axum next to the driver loop.
 //!
 //! The `GET` handlers only read the driver's [`Shared`] snapshot, so they
 //! never block or steer the engine. `POST /directive` hands the body to the
@@ -29,6 +31,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use thiserror::Error;
 use tokio::net::TcpListener;
+use waveguard_protocol::bundle::health as health_bundle;
 use waveguard_protocol::health::directive::{DirectiveAction, DirectiveState};
 use waveguard_protocol::health::gate::{GateState, WaveHealth};
 use waveguard_protocol::limits::MAX_DIRECTIVE_BYTES;
@@ -501,10 +504,150 @@ async fn directive_handler(
     }
 }
 
+/// `GET /health/{release}`: the health reports the node holds for the
+/// release (hex ID) as a health bundle file (`application/octet-stream`);
+/// 404 if the node does not follow it.
+async fn health_export_handler(
+    State(state): State<ApiState>,
+    axum::extract::Path(release): axum::extract::Path<String>,
+) -> Response {
+    let Ok(id) = release.parse::<waveguard_protocol::ReleaseId>() else {
+        return error_answer(
+            StatusCode::BAD_REQUEST,
+            format!("{release:?} is not a release ID (64 hex digits)"),
+        );
+    };
+    match state.shared.health_reports(id).await {
+        Ok(Some(mut reports)) => {
+            // A site larger than one bundle holds: the first MAX_HEALTH_REPORTS nodes go.
+            reports.truncate(health_bundle::MAX_HEALTH_REPORTS as usize);
+            match health_bundle::encode(&id, &reports) {
+                Ok(bytes) => {
+                    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+                }
+                Err(e) => error_answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        Ok(None) => error_answer(
+            StatusCode::NOT_FOUND,
+            format!("this node does not follow release {id}"),
+        ),
+        Err(e) => error_answer(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `POST /health`: a health bundle file from another site. 400 if it does
+/// not decode; else 200 with a [`HealthImportView`] (each report verified
+/// by the engine as if gossiped; those it takes are passed on).
+async fn health_import_handler(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(r) => return error_answer(r.status(), r.body_text()),
+    };
+    let (release, reports) = match health_bundle::decode(&bytes) {
+        Ok(d) => d,
+        Err(e) => return error_answer(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state.shared.submit_health(reports).await {
+        Ok(r) => Json(HealthImportView {
+            release: release.to_hex(),
+            reports: r.reports,
+            accepted: r.accepted,
+            known: r.known,
+            refused: r.refused,
+        })
+        .into_response(),
+        Err(e) => error_answer(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `POST /bundle`'s body: the bundle file to import, a path on the agent's machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRequest {
+    /// An absolute path to the bundle file.
+    pub path: String,
+}
+
+/// `POST /bundle`'s answer when the bundle was imported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleImportView {
+    /// The release (hex).
+    pub release: String,
+    /// Product.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// The base release of a delta bundle (hex).
+    pub base: Option<String>,
+    /// Chunk records in the bundle.
+    pub carried: u32,
+    /// Chunks newly stored.
+    pub stored: u32,
+}
+
+/// `POST /bundle`: imports a release bundle file into the running agent
+/// (verified completely before anything is stored, see `crate::bundle`).
+/// 400 with the reason if it is refused, 200 with a [`BundleImportView`].
+async fn bundle_import_handler(
+    State(state): State<ApiState>,
+    body: Result<Json<BundleRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(r)) => r,
+        Err(r) => return error_answer(r.status(), r.body_text()),
+    };
+    let path = std::path::PathBuf::from(&request.path);
+    if !path.is_absolute() {
+        return error_answer(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not an absolute path", request.path),
+        );
+    }
+    match state.shared.submit_bundle(path).await {
+        Ok(Ok(r)) => Json(BundleImportView {
+            release: r.release.to_hex(),
+            product: r.product,
+            version: r.version,
+            base: r.base.map(|b| b.to_hex()),
+            carried: r.carried,
+            stored: r.stored,
+        })
+        .into_response(),
+        Ok(Err(e)) => error_answer(StatusCode::BAD_REQUEST, e),
+        Err(e) => error_answer(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `POST /health`'s answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthImportView {
+    /// The release (hex).
+    pub release: String,
+    /// Reports in the bundle.
+    pub reports: usize,
+    /// Taken as new and passed on to the mesh.
+    pub accepted: usize,
+    /// Already held.
+    pub known: usize,
+    /// Refused by the engine (signature, certificate, unknown release, older than held).
+    pub refused: usize,
+}
+
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/status", get(status_handler))
+        .route("/health/{release}", get(health_export_handler))
+        .route("/bundle", post(bundle_import_handler))
+        .route(
+            "/health",
+            post(health_import_handler).layer(DefaultBodyLimit::max(
+                health_bundle::MAX_HEALTH_BUNDLE_BYTES as usize,
+            )),
+        )
         .route("/metrics", get(metrics_handler))
         .route(
             "/directive",

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use waveguard_protocol::health::directive::{Directive, DirectiveError, DirectiveState};
 use waveguard_protocol::node::{Input, Node, NodeEvent, NodeStatus, Output, ReleaseStatus};
+use waveguard_protocol::wire::SignedHealth;
 use waveguard_protocol::{ReleaseId, Timestamp};
 
 /// Most results of background work waiting for the loop; the loop drains
@@ -106,6 +107,49 @@ pub enum Command {
         /// Where the verdict goes.
         reply: oneshot::Sender<Result<DirectiveReceipt, DirectiveError>>,
     },
+    /// The latest health report of every node the engine's ledger holds for a
+    /// release (what `waveguard bundle export-health` carries away).
+    HealthReports {
+        /// The release.
+        release: ReleaseId,
+        /// The reports; `None` if the node does not follow the release.
+        reply: oneshot::Sender<Option<Vec<SignedHealth>>>,
+    },
+    /// A release bundle file to verify completely and store in this agent's
+    /// store (off the loop, on the blocking pool); then its metadata, chunk
+    /// list and chunks are fed to the engine, which serves the release.
+    Bundle {
+        /// The bundle file (a path on this machine).
+        path: std::path::PathBuf,
+        /// What was imported, or why not.
+        reply: oneshot::Sender<Result<crate::bundle::ImportReport, String>>,
+    },
+    /// Health reports carried in from another site: fed to the engine, which
+    /// verifies each like a gossiped report and passes on what it takes.
+    Health {
+        /// The reports.
+        reports: Vec<SignedHealth>,
+        /// What the engine made of them.
+        reply: oneshot::Sender<HealthReceipt>,
+    },
+}
+
+/// How long [`Shared::submit_bundle`] waits: verifying and storing a large
+/// release bundle reads it twice from (possibly slow) removable media.
+pub const BUNDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
+
+/// What the engine made of imported health reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HealthReceipt {
+    /// Reports handed in.
+    pub reports: usize,
+    /// Taken into the ledger as new (and passed on to the mesh).
+    pub accepted: usize,
+    /// Already held (the same message): nothing changed.
+    pub known: usize,
+    /// Not taken: bad signature or certificate, a release not followed, or
+    /// older than what the ledger holds for the node.
+    pub refused: usize,
 }
 
 /// What the engine made of a local directive that verified.
@@ -143,6 +187,59 @@ pub enum SubmitError {
 }
 
 impl Shared {
+    /// Asks the driver loop for the health reports it holds for `release`
+    /// (`Ok(None)` if it does not follow the release).
+    pub async fn health_reports(
+        &self,
+        release: ReleaseId,
+    ) -> Result<Option<Vec<SignedHealth>>, SubmitError> {
+        self.ask(
+            |reply| Command::HealthReports { release, reply },
+            COMMAND_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Hands carried health reports to the driver loop and waits for the receipt.
+    pub async fn submit_health(
+        &self,
+        reports: Vec<SignedHealth>,
+    ) -> Result<HealthReceipt, SubmitError> {
+        self.ask(|reply| Command::Health { reports, reply }, COMMAND_TIMEOUT)
+            .await
+    }
+
+    /// Has the driver import the bundle file at `path` (see [`Command::Bundle`])
+    /// and waits for the outcome (at most [`BUNDLE_TIMEOUT`]).
+    pub async fn submit_bundle(
+        &self,
+        path: std::path::PathBuf,
+    ) -> Result<Result<crate::bundle::ImportReport, String>, SubmitError> {
+        self.ask(|reply| Command::Bundle { path, reply }, BUNDLE_TIMEOUT)
+            .await
+    }
+
+    /// Sends a command and waits for its answer (at most `limit`).
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+        limit: std::time::Duration,
+    ) -> Result<T, SubmitError> {
+        let commands = self.commands.as_ref().ok_or(SubmitError::NotRunning)?;
+        let (reply, answer) = oneshot::channel();
+        let asked = async {
+            commands
+                .send(command(reply))
+                .await
+                .map_err(|_| SubmitError::NotRunning)?;
+            answer.await.map_err(|_| SubmitError::NotRunning)
+        };
+        match tokio::time::timeout(limit, asked).await {
+            Ok(r) => r,
+            Err(_) => Err(SubmitError::Timeout(limit)),
+        }
+    }
+
     /// Hands a signed directive to the driver loop and waits for its verdict
     /// (at most [`COMMAND_TIMEOUT`]).
     pub async fn submit_directive(&self, bytes: Vec<u8>) -> Result<DirectiveReceipt, SubmitError> {
@@ -300,7 +397,69 @@ impl Driver {
                 // The asker may have given up waiting; the directive stands either way.
                 let _ = reply.send(verdict);
             }
+            Command::HealthReports { release, reply } => {
+                let _ = reply.send(self.node.health_reports(&release));
+            }
+            Command::Health { reports, reply } => {
+                let receipt = self.health(reports);
+                let _ = reply.send(receipt);
+            }
+            Command::Bundle { path, reply } => self.import_bundle(path, reply),
         }
+    }
+
+    /// Imports a bundle on the blocking pool against the engine's trust now;
+    /// what it stored comes back as local inputs, metadata first so the
+    /// engine follows the release before it hears of its list and chunks.
+    fn import_bundle(
+        &self,
+        path: std::path::PathBuf,
+        reply: oneshot::Sender<Result<crate::bundle::ImportReport, String>>,
+    ) {
+        let store = self.store.clone();
+        let trust = self.node.trust().clone();
+        let tx = self.local_tx.clone();
+        let at = now();
+        tokio::task::spawn_blocking(move || {
+            match crate::bundle::import_into(&store, &trust, &path, at, false) {
+                Ok(imported) => {
+                    let release = imported.report.release;
+                    let v = imported.verified;
+                    let _ = tx.blocking_send(Input::Metadata(v.metadata));
+                    let _ = tx.blocking_send(Input::ChunkList {
+                        release,
+                        data: v.list_bytes,
+                    });
+                    let _ = tx.blocking_send(Input::ChunksHeld(imported.chunks));
+                    let mut report = imported.report;
+                    report.running = true;
+                    let _ = reply.send(Ok(report));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        });
+    }
+
+    /// Feeds carried health reports to the engine and counts what it took.
+    fn health(&mut self, reports: Vec<SignedHealth>) -> HealthReceipt {
+        let known: Vec<bool> = reports.iter().map(|r| self.node.holds_report(r)).collect();
+        let mut receipt = HealthReceipt {
+            reports: reports.len(),
+            ..HealthReceipt::default()
+        };
+        let check = reports.clone();
+        self.node.handle_input(now(), Input::Health(reports));
+        self.drain();
+        for (r, was) in check.iter().zip(known) {
+            match (was, self.node.holds_report(r)) {
+                (true, _) => receipt.known += 1,
+                (false, true) => receipt.accepted += 1,
+                (false, false) => receipt.refused += 1,
+            }
+        }
+        receipt
     }
 
     /// Verifies a local directive now and, if it holds, feeds it to the

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod daemon;

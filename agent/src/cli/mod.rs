@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod args;
 pub mod bench;
+pub mod bundle;
 pub mod cert;
 pub mod demo;
 pub mod directive;
@@ -70,6 +71,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Measure real agents on loopback: pair goodput, swarm time against the P2P lower bound, idle cost.
     Bench(bench::BenchArgs),
+    /// Carry releases to air-gapped sites and their health reports back, on removable media.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
 }
 
 /// `waveguard root ...`.
@@ -116,6 +120,8 @@ pub enum Outcome {
     Status(Box<status::StatusReport>),
     /// `bench`.
     Bench(bench::BenchReport),
+    /// `bundle ...`.
+    Bundle(Box<bundle::BundleReport>),
 }
 
 impl Outcome {
@@ -132,7 +138,8 @@ impl Outcome {
             | Outcome::Demo(_)
             | Outcome::Stopped(_)
             | Outcome::Status(_)
-            | Outcome::Bench(_) => &[],
+            | Outcome::Bench(_)
+            | Outcome::Bundle(_) => &[],
         }
     }
 }
@@ -151,6 +158,7 @@ impl fmt::Display for Outcome {
             Outcome::Stopped(r) => r.fmt(f),
             Outcome::Status(r) => r.fmt(f),
             Outcome::Bench(r) => r.fmt(f),
+            Outcome::Bundle(r) => r.fmt(f),
         }
     }
 }
@@ -194,6 +202,7 @@ pub fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::Seed(a) => agent::run_seed(&a).map(Outcome::Stopped),
         Command::Status(a) => status::run(&a).map(|r| Outcome::Status(Box::new(r))),
         Command::Bench(a) => bench::run(&a).map(Outcome::Bench),
+        Command::Bundle(c) => bundle::run(&c, now).map(|r| Outcome::Bundle(Box::new(r))),
     }
 }
 

@@ -58,11 +58,13 @@ pub enum HttpGetError {
         /// Why.
         source: std::io::Error,
     },
-    /// The response was larger than [`MAX_RESPONSE_BYTES`].
-    #[error("the answer from {addr} is larger than {MAX_RESPONSE_BYTES} bytes")]
+    /// The response was larger than the limit ([`MAX_RESPONSE_BYTES`] unless raised).
+    #[error("the answer from {addr} is larger than {limit} bytes")]
     TooLarge {
         /// The address.
         addr: SocketAddr,
+        /// The limit.
+        limit: u64,
     },
     /// The response was not HTTP/1.1 this client understands.
     #[error("{addr} did not answer with a plain HTTP response: {detail}")]
@@ -124,31 +126,49 @@ pub fn http_request(
     path: &str,
     body: Option<&[u8]>,
 ) -> Result<HttpResponse, HttpGetError> {
+    http_exchange(
+        addr,
+        method,
+        path,
+        body.map(|b| ("application/json", b)),
+        MAX_RESPONSE_BYTES,
+        IO_TIMEOUT,
+    )
+}
+
+/// Like [`http_request`], with the body's content type, the largest response
+/// to read and how long to wait for it (`waveguard bundle` moves health
+/// bundles larger than a status, and a bundle import takes a while).
+pub fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    limit: u64,
+    read_timeout: Duration,
+) -> Result<HttpResponse, HttpGetError> {
     let io = |source| HttpGetError::Io { addr, source };
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .map_err(|source| HttpGetError::Connect { addr, source })?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    stream.set_read_timeout(Some(read_timeout)).map_err(io)?;
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     let content = match body {
-        Some(b) => format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ),
+        Some((kind, b)) => format!("Content-Type: {kind}\r\nContent-Length: {}\r\n", b.len()),
         None => String::new(),
     };
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n{content}Connection: close\r\n\r\n"
     )
     .into_bytes();
-    request.extend_from_slice(body.unwrap_or_default());
+    request.extend_from_slice(body.map(|(_, b)| b).unwrap_or_default());
     stream.write_all(&request).map_err(io)?;
     let mut raw = Vec::new();
     (&mut stream)
-        .take(MAX_RESPONSE_BYTES + 1)
+        .take(limit + 1)
         .read_to_end(&mut raw)
         .map_err(io)?;
-    if raw.len() as u64 > MAX_RESPONSE_BYTES {
-        return Err(HttpGetError::TooLarge { addr });
+    if raw.len() as u64 > limit {
+        return Err(HttpGetError::TooLarge { addr, limit });
     }
     split_response(addr, raw)
 }

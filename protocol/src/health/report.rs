@@ -318,6 +318,13 @@ pub fn peek_release(msg: &SignedHealth) -> Result<ReleaseId, ReportError> {
     parse(&env.signed).map(|r| r.release)
 }
 
+/// The report a health message claims, read WITHOUT verifying anything (for
+/// lookups such as "does the ledger hold this exact message"); see [`peek_release`].
+pub fn peek_report(msg: &SignedHealth) -> Result<HealthReport, ReportError> {
+    let env = Envelope::<ReportDoc>::from_json(&msg.report, MAX_REPORT_BYTES, "health report")?;
+    parse(&env.signed)
+}
+
 fn parse(doc: &ReportDoc) -> Result<HealthReport, ReportError> {
     if doc.kind != REPORT_TYPE {
         return Err(ReportError::WrongType(shorten(&doc.kind)));

@@ -5,7 +5,7 @@ use crate::id::{NodeId, ReleaseId};
 use crate::metadata::trust::StoredTrust;
 use crate::rollout::HaltReason;
 use crate::time::Timestamp;
-use crate::wire::MetadataBundle;
+use crate::wire::{MetadataBundle, SignedHealth};
 
 /// An event from the outside world, handed to [`super::Node::handle_input`].
 #[derive(Clone, Debug)]
@@ -116,6 +116,10 @@ pub enum Input {
     },
     /// A signed halt or resume directive from the local operator: verified, applied and broadcast.
     Directive(Vec<u8>),
+    /// Signed health reports from a local source (an imported health bundle from an
+    /// isolated site): each is verified exactly like a report from gossip and, when the
+    /// ledger takes it as new, broadcast on the health topic so the mesh sees it too.
+    Health(Vec<SignedHealth>),
     /// At start-up, a record kept from [`Output::StoreRollout`] before the node stopped: the
     /// release resumes where it was (baking, healthy, rolled back, halted) instead of being
     /// installed again. Feed it after [`Input::ChunksHeld`] and [`Input::ChunkList`].

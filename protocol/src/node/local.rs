@@ -8,12 +8,19 @@
 //! it changed, without taking any decision out of the engine: the engine
 //! still verifies and applies the directive itself when it is fed.
 //!
+//! Health reports carried in from an isolated site (a health bundle) take the
+//! same route as gossiped ones; [`Node::health_reports`] and
+//! [`Node::holds_report`] let the driver export what the ledger holds and say
+//! afterwards which imported reports the engine took.
+//!
 //! [`Input::Directive`]: super::Input::Directive
 
-use super::Node;
+use super::{Node, Output, Verdict};
 use crate::health::directive::{verify_directive, Directive, DirectiveError, DirectiveState};
+use crate::health::report::peek_report;
 use crate::id::ReleaseId;
 use crate::time::Timestamp;
+use crate::wire::{Gossip, SignedHealth, TOPIC_HEALTH};
 
 impl Node {
     /// Verifies a signed directive (size, shape, vendor or operator signature
@@ -39,6 +46,44 @@ impl Node {
     /// does not follow the release (yet).
     pub fn directive_state(&self, release: &ReleaseId) -> Option<DirectiveState> {
         self.releases.get(release).map(|t| t.directives.state())
+    }
+
+    /// The latest report of every node in every wave of `release` that this
+    /// node's ledger holds, as received (what a health bundle carries), in
+    /// wave then node order; `None` if the release is not followed.
+    pub fn health_reports(&self, release: &ReleaseId) -> Option<Vec<SignedHealth>> {
+        let t = self.releases.get(release)?;
+        let waves: Vec<u32> = t.ledger.waves().collect();
+        Some(
+            waves
+                .into_iter()
+                .flat_map(|w| t.ledger.wave(w).map(|(_, r)| r.signed.clone()))
+                .collect(),
+        )
+    }
+
+    /// Whether the ledger holds exactly this message as its node's latest report.
+    pub fn holds_report(&self, msg: &SignedHealth) -> bool {
+        let Ok(report) = peek_report(msg) else {
+            return false;
+        };
+        self.releases
+            .get(&report.release)
+            .and_then(|t| t.ledger.get(&report.node))
+            .is_some_and(|r| r.signed == *msg)
+    }
+
+    /// [`super::Input::Health`]: each report goes the gossip path (`on_health`,
+    /// which reports refusals as events) and what it accepts is passed on.
+    pub(super) fn on_local_health(&mut self, reports: Vec<SignedHealth>) {
+        for sh in reports {
+            if self.on_health(None, &sh) == Verdict::Accept {
+                self.outputs.push_back(Output::Broadcast {
+                    topic: TOPIC_HEALTH,
+                    data: Gossip::Health(sh).encode(),
+                });
+            }
+        }
     }
 }
 
@@ -139,5 +184,111 @@ mod tests {
             Some(DirectiveState::Halted { seq: 5 })
         );
         assert_eq!(n.directive_state(&ReleaseId([3; 32])), None);
+    }
+
+    /// Reports of `count` other nodes (keys 10, 11, …) of `v`'s fleet, certified, in wave 0.
+    fn site_reports(
+        v: &Vendor,
+        release: ReleaseId,
+        status: crate::health::report::HealthStatus,
+        count: u8,
+    ) -> Vec<SignedHealth> {
+        use crate::health::cert::issue_cert;
+        use crate::health::report::{sign_report, HealthReport};
+        use crate::wave::WavePin;
+        (0..count)
+            .map(|i| {
+                let k = key(10 + i);
+                let cert = issue_cert(
+                    &[&v.operator],
+                    k.node_id(),
+                    NOW.plus_secs(86_400),
+                    WavePin::None,
+                );
+                let r = HealthReport::new(k.node_id(), release, 0, status, 1, NOW);
+                sign_report(&k, r, Some(cert))
+            })
+            .collect()
+    }
+
+    fn gate(n: &Node, release: ReleaseId) -> crate::health::gate::GateState {
+        let status = n.status();
+        match status.releases.iter().find(|r| r.id == release) {
+            Some(r) => r.waves[0].gate,
+            None => panic!("release not followed"),
+        }
+    }
+
+    fn broadcasts(n: &mut Node) -> usize {
+        let mut count = 0;
+        loop {
+            match n.poll_output() {
+                Output::Timeout(_) => return count,
+                Output::Broadcast { topic, data } if topic == TOPIC_HEALTH => {
+                    if matches!(Gossip::decode(&data), Ok(Gossip::Health(_))) {
+                        count += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn carried_failing_reports_fail_a_gate_that_was_pending_and_are_passed_on() {
+        use crate::health::gate::GateState;
+        use crate::health::report::HealthStatus;
+        let v = Vendor::new();
+        let (mut n, release) = node(&v);
+        broadcasts(&mut n);
+        assert_eq!(gate(&n, release), GateState::Pending);
+        let reports = site_reports(&v, release, HealthStatus::Unhealthy, 3);
+        assert!(reports.iter().all(|r| !n.holds_report(r)));
+        n.handle_input(NOW.plus_secs(1), Input::Health(reports.clone()));
+        assert_eq!(broadcasts(&mut n), 3, "each new report is gossiped on");
+        assert!(reports.iter().all(|r| n.holds_report(r)));
+        assert_eq!(gate(&n, release), GateState::Failed);
+        // The same bundle again is a replay: taken by nobody, passed on by nobody.
+        n.handle_input(NOW.plus_secs(2), Input::Health(reports));
+        assert_eq!(broadcasts(&mut n), 0);
+    }
+
+    #[test]
+    fn carried_final_reports_pass_a_gate_that_would_stay_pending() {
+        use crate::health::gate::GateState;
+        use crate::health::report::HealthStatus;
+        let v = Vendor::new();
+        let (mut n, release) = node(&v);
+        // Past the wave's bake time, the gate needs min_reports healthy nodes.
+        let later = NOW.plus_secs(2 * 3600);
+        n.handle_input(later, Input::Tick);
+        assert_eq!(gate(&n, release), GateState::Pending);
+        let reports = site_reports(&v, release, HealthStatus::Baked, 3);
+        n.handle_input(later, Input::Health(reports.clone()));
+        assert_eq!(gate(&n, release), GateState::Passed);
+        let exported = n.health_reports(&release).unwrap_or_default();
+        assert_eq!(exported.len(), 3);
+        assert!(reports.iter().all(|r| exported.contains(r)));
+    }
+
+    #[test]
+    fn carried_reports_from_outside_the_fleet_are_refused() {
+        use crate::health::gate::GateState;
+        use crate::health::report::{sign_report, HealthReport, HealthStatus};
+        let v = Vendor::new();
+        let (mut n, release) = node(&v);
+        broadcasts(&mut n);
+        // Signed by their nodes but without a fleet certificate.
+        let reports: Vec<SignedHealth> = (0..3u8)
+            .map(|i| {
+                let k = key(30 + i);
+                let r = HealthReport::new(k.node_id(), release, 0, HealthStatus::Unhealthy, 1, NOW);
+                sign_report(&k, r, None)
+            })
+            .collect();
+        n.handle_input(NOW, Input::Health(reports.clone()));
+        assert_eq!(broadcasts(&mut n), 0);
+        assert!(reports.iter().all(|r| !n.holds_report(r)));
+        assert_eq!(gate(&n, release), GateState::Pending);
     }
 }

@@ -283,6 +283,7 @@ impl Node {
                 self.on_rollback_finished(release, result)
             }
             Input::RolloutRestored { release, data } => self.on_rollout_restored(release, &data),
+            Input::Health(reports) => self.on_local_health(reports),
             Input::Directive(bytes) => {
                 if self.on_directive(&bytes, true).is_err() {
                     // on_directive already reported why
