@@ -248,9 +248,18 @@ pub const MAX_SITE_PEERS: usize = 4096;
 /// How long a node waits without LAN progress on a release (no chunk from a
 /// LAN peer, no LAN peer announcing a new chunk) before it widens the election
 /// (doubles the number of fetchers it counts itself among), in milliseconds.
-/// Two request timeouts: a fetcher on a slow WAN link gets one whole request
-/// through in that time before anyone else starts pulling across the WAN.
-pub const WAN_STALL_MS: u64 = 2 * REQUEST_TIMEOUT_MS;
+/// One request timeout: a working fetcher, with at most [`MAX_WAN_IN_FLIGHT`]
+/// requests out, lands a chunk in that time, and each stall costs the whole
+/// site this long (an elected fetcher without a WAN peer is found out only
+/// by the silence).
+pub const WAN_STALL_MS: u64 = REQUEST_TIMEOUT_MS;
+/// Most chunk requests one release's download keeps in flight to WAN peers
+/// under site-aware fetching. A site's WAN link is far narrower than a node's
+/// access link, which sets the byte window: with every missing chunk in flight
+/// at once over a slow link, none arrives before the request timeout, the
+/// site sees no progress and widens the election. Four keep a link busy
+/// (two fetchers make eight) while the first chunks arrive within seconds.
+pub const MAX_WAN_IN_FLIGHT: usize = 4;
 /// Most times a node widens the election for one release: after this many
 /// stalls every node is a fetcher (`2 << 12` exceeds [`MAX_SITE_PEERS`]).
 pub const MAX_WAN_WIDENINGS: u8 = 12;

@@ -25,7 +25,8 @@
 //! With a [`SiteFilter`] ([`Download::set_site_filter`]), a chunk is asked
 //! of LAN peers only while a usable (not benched) LAN peer holds it, and of
 //! WAN peers only when the filter's [`crate::fetch::site::WanAccess`] allows
-//! that chunk (see [`crate::fetch::site`]).
+//! that chunk (see [`crate::fetch::site`]), as a first copy (no endgame
+//! duplicate crosses the WAN) and within [`MAX_WAN_IN_FLIGHT`].
 //!
 //! Every method takes peer input at face value only where that is harmless:
 //! unknown peers, unknown indices, unsolicited and duplicate answers leave the
@@ -37,7 +38,7 @@ use crate::chunk::ChunkList;
 use crate::id::NodeId;
 use crate::limits::{
     BUSY_BACKOFF_MS, MAX_REQUESTS_PER_PEER, MAX_REQUESTS_TOTAL, MAX_TRACKED_PEERS,
-    REQUEST_TIMEOUT_MS,
+    MAX_WAN_IN_FLIGHT, REQUEST_TIMEOUT_MS,
 };
 use crate::time::Timestamp;
 use rand_chacha::ChaCha8Rng;
@@ -638,7 +639,8 @@ impl Download {
 
     /// [`Download::pick_peer`] under the site filter: the LAN peers allowed
     /// if a usable LAN peer holds the chunk, else the WAN peers if the filter
-    /// allows this chunk from the WAN; the same order among them.
+    /// allows this chunk from the WAN, nobody was asked for it yet and fewer
+    /// than [`MAX_WAN_IN_FLIGHT`] WAN requests are out; the same order among them.
     fn pick_peer_by_site(
         &mut self,
         index: u32,
@@ -662,7 +664,15 @@ impl Download {
             }
             candidates.push(((p.in_flight, p.standing.rank()), *id, lan));
         }
-        let wan_ok = !lan_holds && site.wan.allows(index);
+        let wan_busy = self
+            .requests
+            .iter()
+            .filter(|r| !site.is_lan(&r.peer))
+            .count();
+        let wan_ok = !lan_holds
+            && asked.is_empty()
+            && wan_busy < MAX_WAN_IN_FLIGHT
+            && site.wan.allows(index);
         let lan_ok = site.lan_open;
         candidates.retain(|(_, _, lan)| if *lan { lan_ok } else { wan_ok });
         let best = candidates.iter().map(|c| c.0).min()?;

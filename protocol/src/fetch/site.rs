@@ -11,7 +11,9 @@
 //! holds is never fetched across the WAN. So that a site never stalls (a
 //! fetcher offline, outside its wave, without WAN peers), a node that sees no
 //! LAN progress for [`WAN_STALL_MS`] doubles the number of fetchers it counts
-//! itself among ([`WanElection`]), up to every node. Section 15.7 of
+//! itself among ([`WanElection`]), the chunks split among them again; once
+//! every node is a fetcher and the site still stalls, any node may fetch any
+//! chunk. Section 15.7 of
 //! `docs/protocol.md` is the normative text.
 
 use crate::id::{NodeId, ReleaseId};
@@ -93,17 +95,31 @@ pub fn election_rank<'a>(
     (rank, members)
 }
 
+/// Which of `of` fetchers owns chunk `index` under `salt`: a splitmix64
+/// finaliser of the two, modulo `of`, so shares are even and every salt deals
+/// them differently.
+pub fn chunk_owner(index: u32, of: u32, salt: u64) -> u32 {
+    let mut z = salt.wrapping_add(u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % u64::from(of.max(1))) as u32
+}
+
 /// Which chunks a node may fetch from WAN peers (always only chunks no LAN peer holds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WanAccess {
     /// None: not a fetcher, or outside a WAN window.
     Closed,
-    /// The chunks whose index is `rank` modulo `of`: one of `of` elected fetchers.
+    /// The chunks whose [`chunk_owner`] under `salt` is `rank`: one of `of` elected fetchers.
     Owned {
         /// This node's rank among the fetchers.
         rank: u32,
         /// How many fetchers split the chunks.
         of: u32,
+        /// Draws the split; it changes with every widening, so the share of a
+        /// fetcher that does not fetch is dealt out afresh.
+        salt: u64,
     },
     /// Any chunk: elected after a stall, or site-aware fetching is off.
     Open,
@@ -111,24 +127,41 @@ pub enum WanAccess {
 
 impl WanAccess {
     /// The access of a node ranked `rank` among `members`, with `fetchers`
-    /// elected (0: site-aware fetching off) and the election widened `widenings` times.
-    pub fn elect(fetchers: u32, rank: usize, members: usize, widenings: u8) -> WanAccess {
+    /// elected (0: site-aware fetching off) and the election widened
+    /// `widenings` times: the `min(fetchers << widenings, members)` lowest
+    /// ranks split the chunks by index; once a widening finds every member
+    /// already a fetcher (an owner is absent or cannot reach the WAN), every
+    /// member may fetch any chunk.
+    pub fn elect(
+        release: &ReleaseId,
+        fetchers: u32,
+        rank: usize,
+        members: usize,
+        widenings: u8,
+    ) -> WanAccess {
         if fetchers == 0 {
             return WanAccess::Open;
         }
-        let base = fetchers as usize;
-        if widenings == 0 && rank < base {
-            let of = base.min(members).max(1);
-            return WanAccess::Owned {
-                rank: u32::try_from(rank).unwrap_or(u32::MAX),
-                of: u32::try_from(of).unwrap_or(u32::MAX),
-            };
+        let at = |w: u8| {
+            (fetchers as usize)
+                .checked_shl(u32::from(w))
+                .unwrap_or(usize::MAX)
+                .min(members)
+                .max(1)
+        };
+        let of = at(widenings);
+        if rank >= of {
+            return WanAccess::Closed;
         }
-        let widened = base.checked_shl(u32::from(widenings)).unwrap_or(usize::MAX);
-        if rank < widened {
-            WanAccess::Open
-        } else {
-            WanAccess::Closed
+        if widenings > 0 && at(widenings - 1) >= members {
+            return WanAccess::Open;
+        }
+        let mut salt = [0u8; 8];
+        salt.copy_from_slice(&release.0[..8]);
+        WanAccess::Owned {
+            rank: u32::try_from(rank).unwrap_or(u32::MAX),
+            of: u32::try_from(of).unwrap_or(u32::MAX),
+            salt: u64::from_le_bytes(salt) ^ u64::from(widenings),
         }
     }
 
@@ -136,7 +169,7 @@ impl WanAccess {
     pub fn allows(self, index: u32) -> bool {
         match self {
             WanAccess::Closed => false,
-            WanAccess::Owned { rank, of } => index % of.max(1) == rank,
+            WanAccess::Owned { rank, of, salt } => chunk_owner(index, of, salt) == rank,
             WanAccess::Open => true,
         }
     }
@@ -181,8 +214,8 @@ pub struct WanElection {
 }
 
 impl WanElection {
-    /// The LAN made progress at `now` (a chunk from a LAN peer, a LAN peer
-    /// announcing a new chunk), or waiting cannot count now (the WAN is closed).
+    /// The release made progress at `now` (a chunk arrived, a LAN peer
+    /// announced a new chunk), or waiting cannot count now (the WAN is closed).
     pub fn progress(&mut self, now: Timestamp) {
         self.last_progress = Some(now);
     }
@@ -233,7 +266,7 @@ mod tests {
         ids.iter()
             .map(|me| {
                 let (rank, members) = election_rank(r, me, &ids);
-                WanAccess::elect(fetchers, rank, members, widenings)
+                WanAccess::elect(r, fetchers, rank, members, widenings)
             })
             .collect()
     }
@@ -249,10 +282,17 @@ mod tests {
         }
 
         #[test]
-        fn widening_doubles_the_fetchers(n in 1u16..80, k in 1u32..4, w in 1u8..6, r: u8) {
+        fn widening_doubles_the_owners_then_opens_to_all(n in 1u16..80, k in 1u32..4, w in 1u8..8, r: u8, index: u32) {
             let access = site_access(&release(r), n, k, w);
-            let open = access.iter().filter(|a| **a == WanAccess::Open).count();
-            prop_assert_eq!(open, ((k as usize) << w).min(n as usize));
+            let elected = access.iter().filter(|a| **a != WanAccess::Closed).count();
+            prop_assert_eq!(elected, ((k as usize) << w).min(n as usize));
+            let owners = access.iter().filter(|a| a.allows(index)).count();
+            if ((k as usize) << (w - 1)) >= n as usize {
+                // Every member was already an owner and the site still stalled: all may fetch.
+                prop_assert_eq!(owners, n as usize);
+            } else {
+                prop_assert_eq!(owners, 1);
+            }
         }
 
         #[test]
@@ -282,7 +322,34 @@ mod tests {
 
     #[test]
     fn zero_fetchers_turns_the_election_off() {
-        assert_eq!(WanAccess::elect(0, 40, 50, 0), WanAccess::Open);
+        assert_eq!(WanAccess::elect(&release(1), 0, 40, 50, 0), WanAccess::Open);
+    }
+
+    #[test]
+    fn owners_share_the_chunks_evenly() {
+        let mut shares = [0u32; 4];
+        for index in 0..4000 {
+            shares[chunk_owner(index, 4, 77) as usize] += 1;
+        }
+        assert!(shares.iter().all(|s| (900..1100).contains(s)), "{shares:?}");
+    }
+
+    #[test]
+    fn a_widening_deals_an_absent_owners_share_afresh() {
+        // Chunks owned by fetcher 1 of 2 at level 0: at level 1 most go to others.
+        let r = release(9);
+        let (WanAccess::Owned { salt: s0, .. }, WanAccess::Owned { salt: s1, .. }) = (
+            WanAccess::elect(&r, 2, 0, 50, 0),
+            WanAccess::elect(&r, 2, 0, 50, 1),
+        ) else {
+            panic!("fetchers own chunks");
+        };
+        let orphaned: Vec<u32> = (0..400).filter(|i| chunk_owner(*i, 2, s0) == 1).collect();
+        let still = orphaned
+            .iter()
+            .filter(|i| chunk_owner(**i, 4, s1) == 1)
+            .count();
+        assert!(still < orphaned.len() / 2, "{still} of {}", orphaned.len());
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl Node {
                     d.set_peer_have(peer, b);
                 }
                 if grew {
-                    self.lan_progress(&release, &peer);
+                    self.lan_progress(&release, &peer, true);
                 }
                 true
             }
@@ -489,7 +489,7 @@ impl Node {
             Ok(()) => {
                 let duplicates = d.on_chunk_verified(&from, index);
                 self.forget_requests(id, &duplicates);
-                self.lan_progress(&id, &from);
+                self.lan_progress(&id, &from, false);
                 if !self.held.contains(&entry.hash) {
                     self.outputs.push_back(Output::StoreChunk {
                         hash: entry.hash,

@@ -72,7 +72,13 @@ impl Node {
             WanAccess::Open
         } else {
             t.election.check_stall(now);
-            WanAccess::elect(fetchers, t.rank.rank, t.rank.members, t.election.widenings)
+            WanAccess::elect(
+                &release,
+                fetchers,
+                t.rank.rank,
+                t.rank.members,
+                t.election.widenings,
+            )
         };
         Some(SiteFilter::new(
             self.site_peers.iter().copied(),
@@ -81,9 +87,11 @@ impl Node {
         ))
     }
 
-    /// A LAN peer brought `release` forward (sent us a chunk, announced new ones).
-    pub(super) fn lan_progress(&mut self, release: &ReleaseId, peer: &NodeId) {
-        if !self.site_peers.contains(peer) {
+    /// `release` moved forward: a chunk arrived from `peer` (`lan_only` false:
+    /// a fetcher's own WAN chunks show it works, so it does not widen), or a
+    /// peer announced new chunks (`lan_only`: only a LAN peer's count).
+    pub(super) fn lan_progress(&mut self, release: &ReleaseId, peer: &NodeId, lan_only: bool) {
+        if lan_only && !self.site_peers.contains(peer) {
             return;
         }
         let now = self.now;
