@@ -88,9 +88,26 @@ pub struct Shared {
     pub counters: Arc<Mutex<Counters>>,
     /// Addresses the network listens on (filled in as listeners come up).
     pub listen: Arc<Mutex<Vec<libp2p::Multiaddr>>>,
+    /// WAN windows, the upload cap and this month's WAN upload, once known.
+    pub site: Arc<Mutex<Option<SiteStatus>>>,
     /// Commands to the driver loop; `None` when no driver owns this view
     /// (a default `Shared`, as in tests of the API alone).
     pub commands: Option<mpsc::Sender<Command>>,
+}
+
+/// The site settings' state, for `waveguard status`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SiteStatus {
+    /// The calendar month counted, "YYYY-MM" in local time.
+    pub month: String,
+    /// Bytes uploaded to WAN peers this month.
+    pub wan_upload_bytes: u64,
+    /// The monthly cap (0: none).
+    pub cap_bytes: u64,
+    /// What the engine may do now.
+    pub policy: Option<waveguard_protocol::fetch::TransferPolicy>,
+    /// Peers found on the LAN (by mDNS).
+    pub lan_peers: usize,
 }
 
 /// A request to the driver loop from outside it, answered on its oneshot.
@@ -182,6 +199,10 @@ pub struct Driver {
     traffic_sampled: Option<std::time::Instant>,
     /// Peers found by mDNS, counted as [`PeerClass::Lan`] (at most [`MAX_LAN_PEERS`]).
     lan_peers: HashSet<waveguard_protocol::NodeId>,
+    /// LAN peers last handed to the engine as its site (re-sent when mDNS finds more).
+    site_peers_sent: usize,
+    /// WAN windows and the upload cap (`None`: the engine is never restricted).
+    site: Option<crate::site::SiteState>,
     fault: Option<Fault>,
 }
 
@@ -208,6 +229,8 @@ impl Driver {
             traffic_seen: HashMap::new(),
             traffic_sampled: None,
             lan_peers: HashSet::new(),
+            site_peers_sent: 0,
+            site: None,
             fault: None,
         }
     }
@@ -220,6 +243,42 @@ impl Driver {
             .release(release)
             .map(|r| (r.info.product, r.info.version))
             .unwrap_or_default()
+    }
+
+    /// Applies WAN windows and the monthly WAN upload cap from now on.
+    pub fn set_site(&mut self, site: crate::site::SiteState) {
+        self.site = Some(site);
+        self.update_site(0);
+    }
+
+    /// Hands the engine its LAN peers when mDNS found new ones, and the
+    /// transfer policy when the time, the month or the upload count changed it.
+    fn update_site(&mut self, wan_sent: u64) {
+        if self.lan_peers.len() != self.site_peers_sent {
+            self.site_peers_sent = self.lan_peers.len();
+            let peers = self.lan_peers.iter().copied().collect();
+            self.node.handle_input(now(), Input::SitePeers(peers));
+        }
+        let Some(site) = self.site.as_mut() else {
+            return;
+        };
+        if let Some(policy) = site.update(now().as_millis(), wan_sent) {
+            info!(
+                ?policy,
+                month_wan_upload = site.counter.bytes,
+                "transfer policy"
+            );
+            self.node.handle_input(now(), Input::TransferPolicy(policy));
+        }
+        if let Ok(mut s) = self.shared.site.lock() {
+            *s = Some(SiteStatus {
+                month: site.counter.month.clone(),
+                wan_upload_bytes: site.counter.bytes,
+                cap_bytes: site.policy.cap,
+                policy: site.current,
+                lan_peers: self.lan_peers.len(),
+            });
+        }
     }
 
     /// Makes this agent misbehave from now on (see [`Fault`]).
@@ -289,6 +348,9 @@ impl Driver {
                 self.node.handle_input(now(), input);
             }
             self.drain();
+        }
+        if let Some(site) = self.site.as_mut() {
+            site.save();
         }
         info!("agent stopped");
     }
@@ -411,6 +473,7 @@ impl Driver {
         }
         self.traffic_sampled = Some(std::time::Instant::now());
         let mut added = ClassTraffic::default();
+        let mut wan_sent = 0u64;
         let mut seen = HashMap::new();
         for peer in self.net.connected_peers() {
             let Some(now) = self.net.traffic(&peer) else {
@@ -427,6 +490,9 @@ impl Driver {
                 true => PeerClass::Lan,
                 false => PeerClass::Wan,
             };
+            if class == PeerClass::Wan {
+                wan_sent = wan_sent.saturating_add(now.sent - before.sent);
+            }
             added.add(
                 class,
                 Traffic {
@@ -438,6 +504,7 @@ impl Driver {
         }
         self.traffic_seen = seen;
         self.count(|c| c.traffic.merge(&added));
+        self.update_site(wan_sent);
     }
 
     /// Runs blocking work on the blocking pool; its answer comes back as an input.

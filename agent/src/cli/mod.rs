@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod args;
 pub mod bench;
+pub mod bench_delta;
 pub mod cert;
 pub mod demo;
 pub mod directive;

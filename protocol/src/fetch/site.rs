@@ -25,7 +25,7 @@ pub const ELECTION_CONTEXT: &str = "waveguard 2026-12 wan-fetcher v1";
 
 /// What the driver allows now; the engine never reads a clock, so windows and
 /// caps are evaluated by the driver and handed in as this policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransferPolicy {
     /// Chunks may be fetched from WAN peers (inside a WAN window).
     pub wan_fetch: bool,

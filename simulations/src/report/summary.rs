@@ -342,6 +342,16 @@ mod tests {
             }),
             faults: [("bans".to_string(), 2)].into_iter().collect(),
             invariant_checks: 3,
+            wan_in: [(
+                "remote".to_string(),
+                WanSummary {
+                    chunk_bytes: 10,
+                    total_bytes: 12,
+                    releases: 1.25,
+                },
+            )]
+            .into_iter()
+            .collect(),
         }
     }
 
