@@ -69,6 +69,9 @@ pub enum BenchCommand {
         /// Seed of the archive and the change.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Average chunk size in KiB (min a quarter, max four times); default: the release default.
+        #[arg(long)]
+        avg_kib: Option<u32>,
     },
     /// Memory and CPU of an idle `waveguard agent` process connected to a seeder.
     Idle {
@@ -124,19 +127,30 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
                 files,
                 percent,
                 seed,
-            } => delta(*files, *percent, *seed),
+                avg_kib,
+            } => delta(*files, *percent, *seed, *avg_kib),
         }
     })?;
     Ok(BenchReport { rows })
 }
 
-fn delta(files: usize, percent: f64, seed: u64) -> anyhow::Result<Vec<BenchRow>> {
+fn delta(
+    files: usize,
+    percent: f64,
+    seed: u64,
+    avg_kib: Option<u32>,
+) -> anyhow::Result<Vec<BenchRow>> {
     if !(0.0..=100.0).contains(&percent) {
         bail!("--percent must be between 0 and 100");
     }
-    let r = super::bench_delta::measure(files, percent, seed).context("chunking the archive")?;
+    let params = super::bench_delta::params(avg_kib.map(|k| k.saturating_mul(1024)));
+    let r = super::bench_delta::measure(files, percent, seed, &params)
+        .context("chunking the archive (--avg-kib out of the chunker's range?)")?;
     Ok(vec![BenchRow {
-        name: format!("delta {files} files, {percent}% changed"),
+        name: format!(
+            "delta {files} files, {percent}% changed, {} KiB average chunks",
+            params.avg_size / 1024
+        ),
         values: vec![
             ("old_MiB".into(), format!("{:.1}", mib(r.old_bytes as f64))),
             ("new_MiB".into(), format!("{:.1}", mib(r.new_bytes as f64))),

@@ -131,8 +131,28 @@ fn change(files: &[File], percent: f64, rng: &mut ChaCha8Rng) -> (Vec<File>, usi
     (new, count, changed_bytes)
 }
 
-/// Builds `files` files from `seed`, changes `percent` of them and measures.
-pub fn measure(files: usize, percent: f64, seed: u64) -> Result<DeltaReport, ChunkerError> {
+/// The chunker parameters for an average chunk of `avg` bytes (min a
+/// quarter, max four times, as the defaults are); `None`: the defaults.
+pub fn params(avg: Option<u32>) -> ChunkerParams {
+    match avg {
+        None => ChunkerParams::default(),
+        Some(avg) => ChunkerParams {
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg.saturating_mul(4),
+            ..ChunkerParams::default()
+        },
+    }
+}
+
+/// Builds `files` files from `seed`, changes `percent` of them, chunks both
+/// archives with `params` and measures.
+pub fn measure(
+    files: usize,
+    percent: f64,
+    seed: u64,
+    params: &ChunkerParams,
+) -> Result<DeltaReport, ChunkerError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let old_files: Vec<File> = (0..files)
         .map(|i| {
@@ -145,9 +165,8 @@ pub fn measure(files: usize, percent: f64, seed: u64) -> Result<DeltaReport, Chu
         .collect();
     let (new_files, changed_files, changed_content_bytes) = change(&old_files, percent, &mut rng);
     let (old, new) = (archive(&old_files), archive(&new_files));
-    let params = ChunkerParams::default();
-    let old_list = chunk_bytes(&old, &params)?;
-    let new_list = chunk_bytes(&new, &params)?;
+    let old_list = chunk_bytes(&old, params)?;
+    let new_list = chunk_bytes(&new, params)?;
     let held: HashSet<_> = old_list.chunks.iter().map(|c| c.hash).collect();
     let mut seen = HashSet::new();
     let missing: Vec<u64> = new_list
@@ -175,21 +194,28 @@ mod tests {
 
     #[test]
     fn a_five_percent_change_fetches_a_small_share() {
-        let r = measure(400, 5.0, 7).unwrap();
+        let r = measure(400, 5.0, 7, &params(None)).unwrap();
         assert_eq!(r.changed_files, 20);
-        assert!(r.fetch_bytes >= r.changed_content_bytes / 2, "{r:?}");
-        // Far below the full size, far above nothing: every changed file costs about one chunk or two.
-        assert!(r.fetch_bytes * 3 < r.new_bytes, "{r:?}");
+        assert!(r.fetch_bytes >= r.changed_content_bytes, "{r:?}");
+        // Below the full size: each changed file costs about one chunk.
+        assert!(r.fetch_bytes * 2 < r.new_bytes, "{r:?}");
         assert!(
             r.missing_chunks > 0 && r.missing_chunks < r.new_chunks,
             "{r:?}"
         );
+        // Smaller chunks fetch less around each change.
+        let small = measure(400, 5.0, 7, &params(Some(256 * 1024))).unwrap();
+        assert!(small.fetch_bytes < r.fetch_bytes, "{small:?} vs {r:?}");
     }
 
     #[test]
     fn no_change_fetches_nothing_and_the_run_is_deterministic() {
-        let r = measure(200, 0.0, 3).unwrap();
+        let p = params(None);
+        let r = measure(200, 0.0, 3, &p).unwrap();
         assert_eq!((r.fetch_bytes, r.missing_chunks), (0, 0));
-        assert_eq!(measure(200, 5.0, 3).unwrap(), measure(200, 5.0, 3).unwrap());
+        assert_eq!(
+            measure(200, 5.0, 3, &p).unwrap(),
+            measure(200, 5.0, 3, &p).unwrap()
+        );
     }
 }
