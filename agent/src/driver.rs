@@ -96,7 +96,7 @@ pub struct Shared {
 }
 
 /// The site settings' state, for `waveguard status`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SiteStatus {
     /// The calendar month counted, "YYYY-MM" in local time.
     pub month: String,

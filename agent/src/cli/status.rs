@@ -390,6 +390,25 @@ impl fmt::Display for Lines<'_> {
                 bytes(t.down)
             )?;
         }
+        if let Some(site) = &s.site {
+            let cap = match site.cap_bytes {
+                0 => "no cap".to_string(),
+                c => format!("cap {}", bytes(c)),
+            };
+            let now = match site.policy {
+                Some(p) if p.wan_fetch && p.wan_serve => "WAN open",
+                Some(p) if p.wan_fetch => "WAN open for fetching, uploads to WAN peers stopped",
+                Some(_) => "WAN closed (outside its windows)",
+                None => "WAN policy not evaluated yet",
+            };
+            writeln!(
+                f,
+                "  site: {} LAN peers (mDNS); {now}; WAN upload {}: {} ({cap})",
+                site.lan_peers,
+                site.month,
+                bytes(site.wan_upload_bytes)
+            )?;
+        }
         if s.releases.is_empty() {
             return writeln!(f, "no releases yet");
         }
