@@ -258,26 +258,30 @@ impl Driver {
             self.site_peers_sent = self.lan_peers.len();
             let peers = self.lan_peers.iter().copied().collect();
             self.node.handle_input(now(), Input::SitePeers(peers));
+            self.drain_outputs();
         }
         let Some(site) = self.site.as_mut() else {
             return;
         };
-        if let Some(policy) = site.update(now().as_millis(), wan_sent) {
+        let changed = site.update(now().as_millis(), wan_sent);
+        let status = SiteStatus {
+            month: site.counter.month.clone(),
+            wan_upload_bytes: site.counter.bytes,
+            cap_bytes: site.policy.cap,
+            policy: site.current,
+            lan_peers: self.lan_peers.len(),
+        };
+        if let Some(policy) = changed {
             info!(
                 ?policy,
-                month_wan_upload = site.counter.bytes,
+                month_wan_upload = status.wan_upload_bytes,
                 "transfer policy"
             );
             self.node.handle_input(now(), Input::TransferPolicy(policy));
+            self.drain_outputs();
         }
         if let Ok(mut s) = self.shared.site.lock() {
-            *s = Some(SiteStatus {
-                month: site.counter.month.clone(),
-                wan_upload_bytes: site.counter.bytes,
-                cap_bytes: site.policy.cap,
-                policy: site.current,
-                lan_peers: self.lan_peers.len(),
-            });
+            *s = Some(status);
         }
     }
 
@@ -448,6 +452,12 @@ impl Driver {
     }
 
     fn drain(&mut self) {
+        self.drain_outputs();
+        self.sample_traffic();
+    }
+
+    /// Carries out everything the engine asked for and publishes its status.
+    fn drain_outputs(&mut self) {
         loop {
             match self.node.poll_output() {
                 Output::Timeout(t) => {
@@ -460,7 +470,6 @@ impl Driver {
         if let Ok(mut s) = self.shared.status.lock() {
             *s = Some(self.node.status());
         }
-        self.sample_traffic();
     }
 
     /// Adds the bytes exchanged since the last sample to the counters.

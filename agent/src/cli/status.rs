@@ -446,6 +446,29 @@ mod tests {
     }
 
     #[test]
+    fn the_site_line_shows_the_month_against_the_cap() {
+        let view: crate::api::StatusView = serde_json::from_value(serde_json::json!({
+            "node": "12D3KooW", "node_hex": "00", "ready": true, "peers": 3, "banned": 0,
+            "root_version": 1, "listen": [],
+            "counters": serde_json::to_value(crate::api::CountersView::default()).unwrap(),
+            "releases": [],
+            "site": {
+                "month": "2026-12", "wan_upload_bytes": 3145728, "cap_bytes": 1073741824,
+                "lan_peers": 4,
+                "policy": {"wan_fetch": true, "wan_serve": false, "lan_fetch": true, "lan_serve": true}
+            }
+        }))
+        .unwrap();
+        let text = Lines(&view).to_string();
+        assert!(
+            text.contains("site: 4 LAN peers")
+                && text.contains("uploads to WAN peers stopped")
+                && text.contains("WAN upload 2026-12: 3.0 MiB (cap 1.0 GiB)"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn byte_counts_read_naturally() {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1023), "1023 B");
