@@ -342,7 +342,7 @@ mod tests {
 
     /// 2026-12-02 at `h:m` UTC, in Unix milliseconds.
     fn at(h: u64, m: u64) -> u64 {
-        (1_764_633_600 + h * 3600 + m * 60) * 1000
+        (1_796_169_600 + h * 3600 + m * 60) * 1000
     }
 
     #[test]
