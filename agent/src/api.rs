@@ -89,6 +89,9 @@ pub struct StatusView {
     pub counters: CountersView,
     /// Releases this node follows.
     pub releases: Vec<ReleaseView>,
+    /// WAN windows, the upload cap and this month's WAN upload (absent from older agents).
+    #[serde(default)]
+    pub site: Option<crate::driver::SiteStatus>,
 }
 
 /// The driver's counters.
@@ -360,6 +363,7 @@ impl StatusView {
             releases: status
                 .map(|s| s.releases.iter().map(ReleaseView::of).collect())
                 .unwrap_or_default(),
+            site: None,
         }
     }
 }
@@ -449,7 +453,9 @@ impl ApiState {
     /// The current `/status` document.
     pub fn status(&self) -> StatusView {
         let (status, counters, listen) = self.snapshot();
-        StatusView::of(&self.node, status.as_ref(), &counters, &listen)
+        let mut view = StatusView::of(&self.node, status.as_ref(), &counters, &listen);
+        view.site = self.shared.site.lock().ok().and_then(|s| s.clone());
+        view
     }
 
     /// The current `/metrics` text.

@@ -51,6 +51,8 @@ pub struct Config {
     pub api: Api,
     /// Commands run around installs.
     pub hooks: HooksConfig,
+    /// Site-aware fetching, WAN windows and the monthly WAN upload cap.
+    pub site: crate::site::SiteConfig,
 }
 
 /// `[network]`.
@@ -123,6 +125,7 @@ impl Default for Config {
             rollout: Rollout::default(),
             api: Api::default(),
             hooks: HooksConfig::default(),
+            site: crate::site::SiteConfig::default(),
         }
     }
 }
@@ -296,6 +299,7 @@ impl Config {
                 config.hooks.timeout_secs
             )));
         }
+        config.site.check().map_err(|e| invalid(e.to_string()))?;
         if config.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir must not be empty".into()));
         }
@@ -370,6 +374,15 @@ mod tests {
         assert_eq!(hooks.probe.as_deref().map(<[String]>::len), Some(3));
         assert_eq!(hooks.timeout, std::time::Duration::from_secs(5));
         assert!(hooks.install.is_none());
+        let e =
+            Config::parse("[site]\nwan_windows = [\"9-17\"]\n", Path::new("a.toml")).unwrap_err();
+        assert!(e.to_string().contains("site.wan_windows[0]"), "{e}");
+        let c = Config::parse(
+            "[site]\nwan_fetchers = 3\nwan_windows = [\"22:00-06:00\"]\nmonthly_wan_upload_cap_bytes = 1000000\n",
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.site.wan_fetchers, 3);
         let e = Config::parse("[rollout]\npin = \"first\"\n", Path::new("a.toml")).unwrap_err();
         assert!(
             e.to_string().contains("pin") || e.to_string().contains("first"),

@@ -124,6 +124,7 @@ pub fn start(config: &Config, seed_dir: Option<&Path>) -> anyhow::Result<Driver>
             upload: std::num::NonZeroU64::new(config.network.upload_bytes_per_sec),
             download: std::num::NonZeroU64::new(config.network.download_bytes_per_sec),
         },
+        wan_fetchers: config.site.wan_fetchers,
     };
     let node = Node::new(key.clone(), trust, node_config, now());
 
@@ -132,6 +133,11 @@ pub fn start(config: &Config, seed_dir: Option<&Path>) -> anyhow::Result<Driver>
     let net = Network::new(keypair, net_config(config)?)?;
     let installer = Installer::new(config.data_dir.join("installs"), config.hooks.hooks());
     let mut driver = Driver::new(node, net, store.clone(), installer);
+    let site = config.site.check().context("[site]")?;
+    driver.set_site(
+        crate::site::SiteState::load(site, &config.data_dir, now().as_millis())
+            .context("the WAN upload counter")?,
+    );
     driver.input(Input::ChunksHeld(store.held()?));
     for (release, data) in store.chunk_lists()? {
         driver.input(Input::ChunkList { release, data });

@@ -89,9 +89,26 @@ pub struct Shared {
     pub counters: Arc<Mutex<Counters>>,
     /// Addresses the network listens on (filled in as listeners come up).
     pub listen: Arc<Mutex<Vec<libp2p::Multiaddr>>>,
+    /// WAN windows, the upload cap and this month's WAN upload, once known.
+    pub site: Arc<Mutex<Option<SiteStatus>>>,
     /// Commands to the driver loop; `None` when no driver owns this view
     /// (a default `Shared`, as in tests of the API alone).
     pub commands: Option<mpsc::Sender<Command>>,
+}
+
+/// The site settings' state, for `waveguard status`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SiteStatus {
+    /// The calendar month counted, "YYYY-MM" in local time.
+    pub month: String,
+    /// Bytes uploaded to WAN peers this month.
+    pub wan_upload_bytes: u64,
+    /// The monthly cap (0: none).
+    pub cap_bytes: u64,
+    /// What the engine may do now.
+    pub policy: Option<waveguard_protocol::fetch::TransferPolicy>,
+    /// Peers found on the LAN (by mDNS).
+    pub lan_peers: usize,
 }
 
 /// A request to the driver loop from outside it, answered on its oneshot.
@@ -279,6 +296,10 @@ pub struct Driver {
     traffic_sampled: Option<std::time::Instant>,
     /// Peers found by mDNS, counted as [`PeerClass::Lan`] (at most [`MAX_LAN_PEERS`]).
     lan_peers: HashSet<waveguard_protocol::NodeId>,
+    /// LAN peers last handed to the engine as its site (re-sent when mDNS finds more).
+    site_peers_sent: usize,
+    /// WAN windows and the upload cap (`None`: the engine is never restricted).
+    site: Option<crate::site::SiteState>,
     fault: Option<Fault>,
 }
 
@@ -305,6 +326,8 @@ impl Driver {
             traffic_seen: HashMap::new(),
             traffic_sampled: None,
             lan_peers: HashSet::new(),
+            site_peers_sent: 0,
+            site: None,
             fault: None,
         }
     }
@@ -317,6 +340,46 @@ impl Driver {
             .release(release)
             .map(|r| (r.info.product, r.info.version))
             .unwrap_or_default()
+    }
+
+    /// Applies WAN windows and the monthly WAN upload cap from now on.
+    pub fn set_site(&mut self, site: crate::site::SiteState) {
+        self.site = Some(site);
+        self.update_site(0);
+    }
+
+    /// Hands the engine its LAN peers when mDNS found new ones, and the
+    /// transfer policy when the time, the month or the upload count changed it.
+    fn update_site(&mut self, wan_sent: u64) {
+        if self.lan_peers.len() != self.site_peers_sent {
+            self.site_peers_sent = self.lan_peers.len();
+            let peers = self.lan_peers.iter().copied().collect();
+            self.node.handle_input(now(), Input::SitePeers(peers));
+            self.drain_outputs();
+        }
+        let Some(site) = self.site.as_mut() else {
+            return;
+        };
+        let changed = site.update(now().as_millis(), wan_sent);
+        let status = SiteStatus {
+            month: site.counter.month.clone(),
+            wan_upload_bytes: site.counter.bytes,
+            cap_bytes: site.policy.cap,
+            policy: site.current,
+            lan_peers: self.lan_peers.len(),
+        };
+        if let Some(policy) = changed {
+            info!(
+                ?policy,
+                month_wan_upload = status.wan_upload_bytes,
+                "transfer policy"
+            );
+            self.node.handle_input(now(), Input::TransferPolicy(policy));
+            self.drain_outputs();
+        }
+        if let Ok(mut s) = self.shared.site.lock() {
+            *s = Some(status);
+        }
     }
 
     /// Makes this agent misbehave from now on (see [`Fault`]).
@@ -386,6 +449,9 @@ impl Driver {
                 self.node.handle_input(now(), input);
             }
             self.drain();
+        }
+        if let Some(site) = self.site.as_mut() {
+            site.save();
         }
         info!("agent stopped");
     }
@@ -545,6 +611,12 @@ impl Driver {
     }
 
     fn drain(&mut self) {
+        self.drain_outputs();
+        self.sample_traffic();
+    }
+
+    /// Carries out everything the engine asked for and publishes its status.
+    fn drain_outputs(&mut self) {
         loop {
             match self.node.poll_output() {
                 Output::Timeout(t) => {
@@ -557,7 +629,6 @@ impl Driver {
         if let Ok(mut s) = self.shared.status.lock() {
             *s = Some(self.node.status());
         }
-        self.sample_traffic();
     }
 
     /// Adds the bytes exchanged since the last sample to the counters.
@@ -570,6 +641,7 @@ impl Driver {
         }
         self.traffic_sampled = Some(std::time::Instant::now());
         let mut added = ClassTraffic::default();
+        let mut wan_sent = 0u64;
         let mut seen = HashMap::new();
         for peer in self.net.connected_peers() {
             let Some(now) = self.net.traffic(&peer) else {
@@ -586,6 +658,9 @@ impl Driver {
                 true => PeerClass::Lan,
                 false => PeerClass::Wan,
             };
+            if class == PeerClass::Wan {
+                wan_sent = wan_sent.saturating_add(now.sent - before.sent);
+            }
             added.add(
                 class,
                 Traffic {
@@ -597,6 +672,7 @@ impl Driver {
         }
         self.traffic_seen = seen;
         self.count(|c| c.traffic.merge(&added));
+        self.update_site(wan_sent);
     }
 
     /// Runs blocking work on the blocking pool; its answer comes back as an input.

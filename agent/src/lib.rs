@@ -19,6 +19,7 @@ pub mod keyfile;
 pub mod metrics;
 pub mod net;
 pub mod repo;
+pub mod site;
 pub mod store;
 pub mod testbed;
 pub mod trusted;

@@ -240,6 +240,36 @@ pub const MAX_BANS: usize = 4096;
 pub const MAX_BAN_REASON_BYTES: usize = 512;
 
 // ---------------------------------------------------------------------------
+// Site-aware fetching (section 15.7)
+
+/// Default number of WAN fetchers per site and release: two, so one slow or
+/// absent fetcher does not stall its site while each chunk still crosses the
+/// WAN about once (the two split the chunks between them).
+pub const DEFAULT_WAN_FETCHERS: u32 = 2;
+/// Most LAN peers a node takes part in the WAN-fetcher election with; further
+/// ones given by the driver are ignored. A site larger than this still elects
+/// few fetchers: each node only ranks itself among the peers it keeps.
+pub const MAX_SITE_PEERS: usize = 4096;
+/// How long a node waits without LAN progress on a release (no chunk from a
+/// LAN peer, no LAN peer announcing a new chunk) before it widens the election
+/// (doubles the number of fetchers it counts itself among), in milliseconds.
+/// One request timeout: a working fetcher, with at most [`MAX_WAN_IN_FLIGHT`]
+/// requests out, lands a chunk in that time, and each stall costs the whole
+/// site this long (an elected fetcher without a WAN peer is found out only
+/// by the silence).
+pub const WAN_STALL_MS: u64 = REQUEST_TIMEOUT_MS;
+/// Most chunk requests one release's download keeps in flight to WAN peers
+/// under site-aware fetching. A site's WAN link is far narrower than a node's
+/// access link, which sets the byte window: with every missing chunk in flight
+/// at once over a slow link, none arrives before the request timeout, the
+/// site sees no progress and widens the election. Four keep a link busy
+/// (two fetchers make eight) while the first chunks arrive within seconds.
+pub const MAX_WAN_IN_FLIGHT: usize = 4;
+/// Most times a node widens the election for one release: after this many
+/// stalls every node is a fetcher (`2 << 12` exceeds [`MAX_SITE_PEERS`]).
+pub const MAX_WAN_WIDENINGS: u8 = 12;
+
+// ---------------------------------------------------------------------------
 // Serving and the node engine (section 15)
 
 /// Most chunk reads a node serves to one peer at once; further requests are
@@ -267,6 +297,7 @@ const _: () = assert!(MAX_SIGNATURES <= MAX_KEYS_PER_ROOT);
 const _: () =
     assert!(DOWNLOAD_WINDOW_MS < REQUEST_TIMEOUT_MS && UPLOAD_BACKLOG_MS < REQUEST_TIMEOUT_MS);
 const _: () = assert!(BUSY_BACKOFF_MS < BENCH_MS);
+const _: () = assert!((DEFAULT_WAN_FETCHERS as usize) << MAX_WAN_WIDENINGS >= MAX_SITE_PEERS);
 const _: () = assert!(MIN_CHUNK_MIN <= DEFAULT_CHUNK_MIN && DEFAULT_CHUNK_MIN <= MAX_CHUNK_MIN);
 const _: () = assert!(DEFAULT_CHUNK_AVG <= MAX_CHUNK_AVG && MAX_CHUNK_AVG <= MAX_CHUNK_BYTES);
 const _: () = assert!(DEFAULT_CHUNK_MAX <= MAX_CHUNK_BYTES);

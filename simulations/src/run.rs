@@ -9,7 +9,7 @@ use crate::mesh::stats::Kind;
 use crate::mesh::{InvariantViolation, Mesh, MeshConfig};
 use crate::report::nodes::NodeRecord;
 use crate::report::series::{Sample, TimeSeries};
-use crate::report::summary::{BadReleaseSummary, Percentiles, Summary, WaveSummary};
+use crate::report::summary::{BadReleaseSummary, Percentiles, Summary, WanSummary, WaveSummary};
 use crate::sample::SampleVendor;
 use crate::scenario::{HealthLie, Scenario};
 use indicatif::ProgressBar;
@@ -77,6 +77,7 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         topology: Some(scenario.topology()),
         gossip: scenario.gossip_config(),
         byte_scale: scenario.release.byte_scale.max(1),
+        wan_fetchers: scenario.topology.wan_fetchers,
         ..MeshConfig::default()
     };
     let mut mesh = Mesh::new(config, vendor.root_json(), PUBLISH_AT).map_err(setup)?;
@@ -231,6 +232,22 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
             .collect()
     };
     summary.seeder_upload_bytes = nominal(&stats.seeder_bytes).iter().sum::<f64>() as u64;
+    summary.wan_in = stats
+        .wan_in
+        .iter()
+        .enumerate()
+        .filter_map(|(s, bytes)| {
+            let site = topo.sites.get(s)?;
+            let all = nominal(bytes);
+            let chunk = all[Kind::Chunk as usize] as u64;
+            let summary = WanSummary {
+                chunk_bytes: chunk,
+                total_bytes: all.iter().sum::<f64>() as u64,
+                releases: chunk as f64 / summary.release_bytes.max(1) as f64,
+            };
+            Some((site.name.clone(), summary))
+        })
+        .collect();
     let endpoint_bytes = nominal(&stats.endpoint_bytes);
     summary.bytes_per_node = Kind::ALL
         .iter()

@@ -182,6 +182,10 @@ pub struct SeederSpec {
     pub download_mbit: Option<f64>,
     /// Connections it opens.
     pub degree: Option<usize>,
+    /// Every endpoint dials it (as agents configured with the vendor's
+    /// bootstrap address do), besides the connections it opens.
+    #[serde(default)]
+    pub dialled_by_all: bool,
 }
 
 /// The connection graph.
@@ -192,6 +196,11 @@ pub struct TopologySpec {
     pub degree: usize,
     /// Share of them inside the node's own site.
     pub local_fraction: f64,
+    /// Site-aware fetching: when set, every engine is told which nodes share
+    /// its site and elects this many WAN fetchers per site (0: LAN first but
+    /// no election); unset, engines know nothing of sites.
+    #[serde(default)]
+    pub wan_fetchers: Option<u32>,
 }
 
 impl Default for TopologySpec {
@@ -199,6 +208,7 @@ impl Default for TopologySpec {
         TopologySpec {
             degree: 8,
             local_fraction: 0.8,
+            wan_fetchers: None,
         }
     }
 }
@@ -655,6 +665,7 @@ impl Scenario {
         if let Some(d) = self.seeder.degree {
             t.seeder_degree = d;
         }
+        t.seeder_dialled_by_all = self.seeder.dialled_by_all;
         t
     }
 

@@ -7,6 +7,8 @@
 //!   same rate, against the P2P lower bound for those rates,
 //!   max(F/u_s, F/d_min, N·F/(u_s + Σu_i)); also the seeder's upload as a
 //!   multiple of the release.
+//! - `delta`: bytes a node holding an old version fetches for a new one
+//!   under content-defined chunking (no network; see [`super::bench_delta`]).
 //! - `idle`: a `waveguard agent` process (this executable) connected to a
 //!   seeder after fetching a small release: its memory and CPU use while idle.
 //!
@@ -55,6 +57,21 @@ pub enum BenchCommand {
         /// Runs per agent count (the median is reported).
         #[arg(long, default_value_t = 1)]
         runs: usize,
+    },
+    /// Bytes fetched for a 5 % change of a many-file archive, against its full size.
+    Delta {
+        /// Files in the archive.
+        #[arg(long, default_value_t = 3000)]
+        files: usize,
+        /// Percent of the files changed.
+        #[arg(long, default_value_t = 5.0)]
+        percent: f64,
+        /// Seed of the archive and the change.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Average chunk size in KiB (min a quarter, max four times); default: the release default.
+        #[arg(long)]
+        avg_kib: Option<u32>,
     },
     /// Memory and CPU of an idle `waveguard agent` process connected to a seeder.
     Idle {
@@ -106,9 +123,59 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
                 runs,
             } => swarm(agents, *size, *rate, *runs).await,
             BenchCommand::Idle { duration } => idle(*duration).await,
+            BenchCommand::Delta {
+                files,
+                percent,
+                seed,
+                avg_kib,
+            } => delta(*files, *percent, *seed, *avg_kib),
         }
     })?;
     Ok(BenchReport { rows })
+}
+
+fn delta(
+    files: usize,
+    percent: f64,
+    seed: u64,
+    avg_kib: Option<u32>,
+) -> anyhow::Result<Vec<BenchRow>> {
+    if !(0.0..=100.0).contains(&percent) {
+        bail!("--percent must be between 0 and 100");
+    }
+    let params = super::bench_delta::params(avg_kib.map(|k| k.saturating_mul(1024)));
+    let r = super::bench_delta::measure(files, percent, seed, &params)
+        .context("chunking the archive (--avg-kib out of the chunker's range?)")?;
+    Ok(vec![BenchRow {
+        name: format!(
+            "delta {files} files, {percent}% changed, {} KiB average chunks",
+            params.avg_size / 1024
+        ),
+        values: vec![
+            ("old_MiB".into(), format!("{:.1}", mib(r.old_bytes as f64))),
+            ("new_MiB".into(), format!("{:.1}", mib(r.new_bytes as f64))),
+            ("changed_files".into(), r.changed_files.to_string()),
+            (
+                "changed_content_MiB".into(),
+                format!("{:.2}", mib(r.changed_content_bytes as f64)),
+            ),
+            (
+                "chunks_missing".into(),
+                format!("{}/{}", r.missing_chunks, r.new_chunks),
+            ),
+            (
+                "fetch_MiB".into(),
+                format!("{:.1}", mib(r.fetch_bytes as f64)),
+            ),
+            (
+                "fetch_percent".into(),
+                format!(
+                    "{:.1}",
+                    100.0 * r.fetch_bytes as f64 / r.new_bytes.max(1) as f64
+                ),
+            ),
+        ],
+    }])
 }
 
 fn mib(bytes: f64) -> f64 {

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod args;
 pub mod bench;
+pub mod bench_delta;
 pub mod bundle;
 pub mod cert;
 pub mod demo;

@@ -410,6 +410,25 @@ impl fmt::Display for Lines<'_> {
                 bytes(t.down)
             )?;
         }
+        if let Some(site) = &s.site {
+            let cap = match site.cap_bytes {
+                0 => "no cap".to_string(),
+                c => format!("cap {}", bytes(c)),
+            };
+            let now = match site.policy {
+                Some(p) if p.wan_fetch && p.wan_serve => "WAN open",
+                Some(p) if p.wan_fetch => "WAN open for fetching, uploads to WAN peers stopped",
+                Some(_) => "WAN closed (outside its windows)",
+                None => "WAN policy not evaluated yet",
+            };
+            writeln!(
+                f,
+                "  site: {} LAN peers (mDNS); {now}; WAN upload {}: {} ({cap})",
+                site.lan_peers,
+                site.month,
+                bytes(site.wan_upload_bytes)
+            )?;
+        }
         if s.releases.is_empty() {
             return writeln!(f, "no releases yet");
         }
@@ -444,6 +463,29 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
         let err = parse_response(addr(), "/status", raw.to_vec()).unwrap_err();
         assert!(err.to_string().contains("chunked"), "{err}");
+    }
+
+    #[test]
+    fn the_site_line_shows_the_month_against_the_cap() {
+        let view: crate::api::StatusView = serde_json::from_value(serde_json::json!({
+            "node": "12D3KooW", "node_hex": "00", "ready": true, "peers": 3, "banned": 0,
+            "root_version": 1, "listen": [],
+            "counters": serde_json::to_value(crate::api::CountersView::default()).unwrap(),
+            "releases": [],
+            "site": {
+                "month": "2026-12", "wan_upload_bytes": 3145728, "cap_bytes": 1073741824,
+                "lan_peers": 4,
+                "policy": {"wan_fetch": true, "wan_serve": false, "lan_fetch": true, "lan_serve": true}
+            }
+        }))
+        .unwrap();
+        let text = Lines(&view).to_string();
+        assert!(
+            text.contains("site: 4 LAN peers")
+                && text.contains("uploads to WAN peers stopped")
+                && text.contains("WAN upload 2026-12: 3.0 MiB (cap 1.0 GiB)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -24,16 +24,23 @@
 //! up to more bytes than the window, so a node's own download limit cannot
 //! make its requests time out.
 //!
+//! With a [`SiteFilter`] ([`Download::set_site_filter`]), a chunk is asked
+//! of LAN peers only while a usable (not benched) LAN peer holds it, and of
+//! WAN peers only when the filter's [`crate::fetch::site::WanAccess`] allows
+//! that chunk (see [`crate::fetch::site`]), as a first copy (no endgame
+//! duplicate crosses the WAN) and within [`MAX_WAN_IN_FLIGHT`].
+//!
 //! Every method takes peer input at face value only where that is harmless:
 //! unknown peers, unknown indices, unsolicited and duplicate answers leave the
 //! bookkeeping consistent, and every collection is bounded by the limits.
 
 use super::bitfield::Bitfield;
+use super::site::SiteFilter;
 use crate::chunk::ChunkList;
 use crate::id::NodeId;
 use crate::limits::{
     BUSY_BACKOFF_MS, MAX_REQUESTS_PER_PEER, MAX_REQUESTS_TOTAL, MAX_TRACKED_PEERS,
-    REQUEST_TIMEOUT_MS,
+    MAX_WAN_IN_FLIGHT, REQUEST_TIMEOUT_MS,
 };
 use crate::time::Timestamp;
 use rand_chacha::ChaCha8Rng;
@@ -207,6 +214,8 @@ pub struct Download {
     in_flight_bytes: u64,
     /// Most bytes the requests outstanding may add up to (see [`Download::set_byte_window`]).
     byte_window: u64,
+    /// Which peers may be asked for which chunk; `None`: any peer for any chunk.
+    site: Option<SiteFilter>,
     /// Breaks ties; seeded by the caller.
     rng: ChaCha8Rng,
 }
@@ -320,6 +329,7 @@ impl Download {
             lengths: list.chunks.iter().map(|c| c.length).collect(),
             in_flight_bytes: 0,
             byte_window: u64::MAX,
+            site: None,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -329,6 +339,13 @@ impl Download {
     /// arrives). Use [`crate::fetch::Bandwidth::download_window`].
     pub fn set_byte_window(&mut self, bytes: u64) {
         self.byte_window = bytes.max(1);
+    }
+
+    /// Restricts which peers are asked for which chunk from the next
+    /// [`Download::next_requests`] on (`None` lifts the restriction). Requests
+    /// already in flight are kept.
+    pub fn set_site_filter(&mut self, filter: Option<SiteFilter>) {
+        self.site = filter;
     }
 
     /// Bytes of the requests outstanding.
@@ -604,6 +621,9 @@ impl Download {
                 .map(|r| r.peer)
                 .collect(),
         };
+        if self.site.is_some() {
+            return self.pick_peer_by_site(index, banned, &asked);
+        }
         // Iterating the map (rather than looking peers up) keeps this cheap:
         // it runs once per chunk considered.
         for (id, p) in &self.peers {
@@ -630,6 +650,50 @@ impl Download {
             }
         }
         best.map(|(_, id)| id)
+    }
+
+    /// [`Download::pick_peer`] under the site filter: the LAN peers allowed
+    /// if a usable LAN peer holds the chunk, else the WAN peers if the filter
+    /// allows this chunk from the WAN, nobody was asked for it yet and fewer
+    /// than [`MAX_WAN_IN_FLIGHT`] WAN requests are out; the same order among them.
+    fn pick_peer_by_site(
+        &mut self,
+        index: u32,
+        banned: &[NodeId],
+        asked: &[NodeId],
+    ) -> Option<NodeId> {
+        let site = self.site.as_ref()?;
+        let mut lan_holds = false;
+        let mut candidates: Vec<((usize, u8), NodeId, bool)> = Vec::new();
+        for (id, p) in &self.peers {
+            if !p.have.get(index) || (!banned.is_empty() && banned.binary_search(id).is_ok()) {
+                continue;
+            }
+            let lan = site.is_lan(id);
+            // A benched LAN peer is not waited for; a resting one is back within a second.
+            if lan && !matches!(p.standing, Standing::Benched { .. }) {
+                lan_holds = true;
+            }
+            if p.free_slots() == 0 || asked.contains(id) {
+                continue;
+            }
+            candidates.push(((p.in_flight, p.standing.rank()), *id, lan));
+        }
+        let wan_busy = self
+            .requests
+            .iter()
+            .filter(|r| !site.is_lan(&r.peer))
+            .count();
+        let wan_ok = !lan_holds
+            && asked.is_empty()
+            && wan_busy < MAX_WAN_IN_FLIGHT
+            && site.wan.allows(index);
+        let lan_ok = site.lan_open;
+        candidates.retain(|(_, _, lan)| if *lan { lan_ok } else { wan_ok });
+        let best = candidates.iter().map(|c| c.0).min()?;
+        candidates.retain(|c| c.0 == best);
+        let pick = below(&mut self.rng, candidates.len());
+        candidates.get(pick).map(|c| c.1)
     }
 
     /// Whether a request for chunk `index` keeps the bytes in flight within the window.

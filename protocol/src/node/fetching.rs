@@ -123,6 +123,8 @@ impl Node {
                 silence_check: None,
                 probed_healthy: false,
                 sync_next: crate::time::Timestamp(0),
+                election: crate::fetch::WanElection::default(),
+                rank: super::site::RankCache::default(),
             },
         );
         self.event(NodeEvent::ReleaseDiscovered {
@@ -177,11 +179,18 @@ impl Node {
         let n = u32::try_from(list.chunks.len()).unwrap_or(u32::MAX);
         match Bitfield::from_bytes(bits, n) {
             Ok(b) => {
-                if b.count() > 0 {
+                let count = b.count();
+                if count > 0 {
                     t.sources.insert(peer);
                 }
+                let mut grew = false;
                 if let Some(d) = t.download.as_mut() {
+                    let before = d.peer_have(&peer).map_or(0, |h| h.count());
+                    grew = count > before;
                     d.set_peer_have(peer, b);
+                }
+                if grew {
+                    self.lan_progress(&release, &peer, true);
                 }
                 true
             }
@@ -340,8 +349,18 @@ impl Node {
         if t.list.is_some() || t.list_request.is_some() || t.sources.is_empty() {
             return;
         }
-        // Ask a random source so that one slow peer does not serve every list.
-        let sources: Vec<NodeId> = t.sources.iter().copied().collect();
+        // Ask a random source so that one slow peer does not serve every list;
+        // a LAN source if there is one, so that lists too cross the WAN rarely.
+        let all: Vec<NodeId> = t.sources.iter().copied().collect();
+        let lan: Vec<NodeId> = all.iter().filter(|p| self.is_lan(p)).copied().collect();
+        let sources: Vec<NodeId> = if lan.is_empty() { all } else { lan };
+        let sources: Vec<NodeId> = sources
+            .into_iter()
+            .filter(|p| self.may_fetch_from(p))
+            .collect();
+        if sources.is_empty() {
+            return;
+        }
         let pick = sources[(self.rng_index(sources.len())) % sources.len()];
         let rid = self.new_request(
             pick,
@@ -362,6 +381,17 @@ impl Node {
     }
 
     fn request_chunks(&mut self, id: ReleaseId) {
+        let has_download = self
+            .releases
+            .get(&id)
+            .is_some_and(|t| t.download.as_ref().is_some_and(|d| !d.is_complete()));
+        if !has_download {
+            return;
+        }
+        let filter = self.site_filter(id);
+        if let Some(d) = self.releases.get_mut(&id).and_then(|t| t.download.as_mut()) {
+            d.set_site_filter(filter);
+        }
         let now = self.now;
         let book = &self.book;
         let Some(d) = self.releases.get_mut(&id).and_then(|t| t.download.as_mut()) else {
@@ -459,6 +489,7 @@ impl Node {
             Ok(()) => {
                 let duplicates = d.on_chunk_verified(&from, index);
                 self.forget_requests(id, &duplicates);
+                self.lan_progress(&id, &from, false);
                 if !self.held.contains(&entry.hash) {
                     self.outputs.push_back(Output::StoreChunk {
                         hash: entry.hash,

@@ -1,6 +1,7 @@
 //! What goes into a [`super::Node`] and what comes out of it.
 
 use crate::chunk::ChunkHash;
+use crate::fetch::TransferPolicy;
 use crate::id::{NodeId, ReleaseId};
 use crate::metadata::trust::StoredTrust;
 use crate::rollout::HaltReason;
@@ -114,6 +115,13 @@ pub enum Input {
         /// `Err` with a reason when the rollback itself failed.
         result: Result<(), String>,
     },
+    /// The peers that share this node's site (its LAN), replacing the previous
+    /// list; every other peer is across the WAN (section 15.7). At most
+    /// `MAX_SITE_PEERS` are kept; they need not be connected.
+    SitePeers(Vec<NodeId>),
+    /// What transfers are allowed now (WAN windows, the monthly upload cap),
+    /// replacing the previous policy; everything is allowed until the first.
+    TransferPolicy(TransferPolicy),
     /// A signed halt or resume directive from the local operator: verified, applied and broadcast.
     Directive(Vec<u8>),
     /// Signed health reports from a local source (an imported health bundle from an

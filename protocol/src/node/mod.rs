@@ -26,6 +26,7 @@ mod lifecycle;
 mod local;
 mod restore;
 mod serving;
+mod site;
 mod status;
 mod sync;
 
@@ -33,7 +34,7 @@ pub use io::{Input, NodeEvent, Output, Verdict};
 pub use status::{NodeStatus, ReleaseStatus};
 
 use crate::chunk::{ChunkHash, ChunkList};
-use crate::fetch::{Bandwidth, Bitfield, Download, PeerBook};
+use crate::fetch::{Bandwidth, Bitfield, Download, PeerBook, TransferPolicy, WanElection};
 use crate::health::directive::DirectiveLog;
 use crate::health::ledger::Ledger;
 use crate::health::FleetKeys;
@@ -59,7 +60,7 @@ pub enum NodeRole {
 }
 
 /// Per-node settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NodeConfig {
     /// Seed for every random choice (tie-breaking in the scheduler).
     pub seed: u64,
@@ -76,6 +77,26 @@ pub struct NodeConfig {
     /// The bandwidth limits the driver enforces; the engine keeps its requests
     /// and promises within them (see [`crate::fetch::pacing`]).
     pub bandwidth: Bandwidth,
+    /// WAN fetchers elected per site and release (section 15.7); 0 turns
+    /// site-aware fetching off (every node fetches from any peer).
+    pub wan_fetchers: u32,
+}
+
+impl Default for NodeConfig {
+    /// An endpoint with seed 0, no pin, cert or limits, fetching when its
+    /// wave opens, with [`crate::limits::DEFAULT_WAN_FETCHERS`] per site.
+    fn default() -> Self {
+        NodeConfig {
+            seed: 0,
+            role: NodeRole::default(),
+            pin: WavePin::default(),
+            prefetch: false,
+            paused: false,
+            cert: None,
+            bandwidth: Bandwidth::default(),
+            wan_fetchers: crate::limits::DEFAULT_WAN_FETCHERS,
+        }
+    }
 }
 
 /// How often a node re-announces its chunk availability when it changed, in milliseconds.
@@ -149,6 +170,10 @@ struct Tracked {
     /// When this node first saw the last wave open (its schedule reached and every earlier gate
     /// passed). The rollout ends one last bake later; until then gates are watched.
     last_wave_open_at: Option<Timestamp>,
+    /// The WAN-fetcher election's widenings and stall clock (section 15.7).
+    election: WanElection,
+    /// This node's election rank for the release among its site.
+    rank: site::RankCache,
 }
 
 impl Tracked {
@@ -189,6 +214,12 @@ pub struct Node {
     next_have_flush: Timestamp,
     /// Valid directives for releases not followed yet, applied when they are (bounded by `MAX_RELEASES`).
     early_directives: BTreeMap<ReleaseId, Vec<u8>>,
+    /// Peers the driver says share our site (at most `MAX_SITE_PEERS`).
+    site_peers: BTreeSet<NodeId>,
+    /// Bumped whenever `site_peers` changes, so cached election ranks are redone.
+    site_generation: u64,
+    /// What the driver allows now (WAN windows, upload cap).
+    policy: TransferPolicy,
 }
 
 impl Node {
@@ -216,6 +247,9 @@ impl Node {
             serving,
             next_have_flush: now,
             early_directives: BTreeMap::new(),
+            site_peers: BTreeSet::new(),
+            site_generation: 1,
+            policy: TransferPolicy::default(),
         };
         for release in node.trust.releases() {
             node.track(release);
@@ -255,7 +289,11 @@ impl Node {
                 from,
                 request_id,
                 data,
-            } => self.on_request(from, request_id, &data),
+            } => {
+                if !self.refuse_by_policy(&from, request_id, &data) {
+                    self.on_request(from, request_id, &data);
+                }
+            }
             Input::Response {
                 from,
                 request_id,
@@ -284,6 +322,8 @@ impl Node {
             }
             Input::RolloutRestored { release, data } => self.on_rollout_restored(release, &data),
             Input::Health(reports) => self.on_local_health(reports),
+            Input::SitePeers(peers) => self.on_site_peers(peers),
+            Input::TransferPolicy(policy) => self.on_transfer_policy(policy),
             Input::Directive(bytes) => {
                 if self.on_directive(&bytes, true).is_err() {
                     // on_directive already reported why
@@ -340,6 +380,9 @@ impl Node {
             }
             if t.have_dirty {
                 consider(self.next_have_flush);
+            }
+            if let Some(d) = self.stall_deadline(t) {
+                consider(d);
             }
             lifecycle::consider_schedule(t, now, &mut consider);
         }

@@ -160,6 +160,9 @@ impl Mesh {
         let neighbours: Vec<usize> = n.neighbours.iter().copied().collect();
         // Replies still in flight to the old process are lost with it.
         self.routes.retain(|_, (requester, _, _)| *requester != i);
+        if let Some(input) = self.site_peers_input(i) {
+            self.queue.push(now, Event::Deliver { to: i, input });
+        }
         self.queue.push(
             now,
             Event::Deliver {

@@ -60,6 +60,10 @@ pub struct MeshConfig {
     /// Capacities in `topology` are 1/`byte_scale` of the real ones and chunks 1/`byte_scale` of
     /// their real size; other messages keep their size and are charged accordingly.
     pub byte_scale: u32,
+    /// Site-aware fetching: `Some(k)` tells every engine which nodes share its
+    /// site (as an agent learns it from its LAN) and sets `k` WAN fetchers per
+    /// site; `None` tells engines nothing of sites.
+    pub wan_fetchers: Option<u32>,
 }
 
 impl Default for MeshConfig {
@@ -75,6 +79,7 @@ impl Default for MeshConfig {
             topology: None,
             gossip: GossipConfig::default(),
             byte_scale: 1,
+            wan_fetchers: None,
         }
     }
 }
@@ -290,6 +295,9 @@ impl Mesh {
                 prefetch: config.prefetch,
                 cert: certify(key.node_id()),
                 bandwidth: transport::engine_bandwidth(&topology, i),
+                wan_fetchers: config
+                    .wan_fetchers
+                    .unwrap_or(waveguard_protocol::limits::DEFAULT_WAN_FETCHERS),
                 ..NodeConfig::default()
             };
             let engine = Node::new(key.clone(), trust.clone(), node_config.clone(), start);
@@ -366,6 +374,11 @@ impl Mesh {
             health_by_minute: BTreeMap::new(),
             stats: Stats::default(),
         };
+        for i in 0..count {
+            if let Some(input) = mesh.site_peers_input(i) {
+                mesh.queue.push(start, Event::Deliver { to: i, input });
+            }
+        }
         for (a, b) in edges {
             mesh.nodes[a].neighbours.insert(b);
             mesh.nodes[b].neighbours.insert(a);
@@ -562,6 +575,18 @@ impl Mesh {
                 }
             }
         }
+    }
+
+    /// The site peers node `i`'s engine is told of, when site-aware fetching is on:
+    /// every other node of its site (the driver's knowledge, like an agent's LAN).
+    fn site_peers_input(&self, i: usize) -> Option<Input> {
+        self.config.wan_fetchers?;
+        let site = self.topology.site_of(i);
+        let peers = (0..self.nodes.len())
+            .filter(|&j| j != i && self.topology.site_of(j) == site)
+            .map(|j| self.nodes[j].engine.id())
+            .collect();
+        Some(Input::SitePeers(peers))
     }
 
     /// Makes node `i` serve every chunk with one byte flipped.
@@ -803,6 +828,8 @@ fn input_kind(input: &Input) -> &'static str {
         Input::RollbackFinished { .. } => "rolled-back",
         Input::Directive(_) => "directive",
         Input::RolloutRestored { .. } => "restored",
+        Input::SitePeers(_) => "site-peers",
+        Input::TransferPolicy(_) => "transfer-policy",
         _ => "other",
     }
 }

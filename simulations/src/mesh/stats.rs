@@ -1,6 +1,6 @@
 //! What the mesh counts while it runs: bytes sent by message kind, probe
-//! outcomes, halts and when they became known, downloads finished, and fault
-//! counters. The report builds `summary.json` and the time series from these.
+//! outcomes, halts and when they became known, downloads finished, fault
+//! counters, and bytes entering each site across its WAN link. The report builds `summary.json` and the time series from these.
 
 use std::collections::BTreeMap;
 use waveguard_protocol::Timestamp;
@@ -98,12 +98,22 @@ pub struct Stats {
     pub faults: BTreeMap<&'static str, u64>,
     /// Invariant checks made.
     pub invariant_checks: u64,
+    /// Per site, bytes that crossed its WAN link inbound (from another site), by kind.
+    pub wan_in: Vec<[u64; Kind::ALL.len()]>,
 }
 
 impl Stats {
     /// Adds one to a fault counter.
     pub fn count(&mut self, what: &'static str) {
         *self.faults.entry(what).or_default() += 1;
+    }
+
+    /// Records `bytes` of `kind` entering site `site` across its WAN link.
+    pub fn wan_entered(&mut self, site: usize, kind: Kind, bytes: usize) {
+        if self.wan_in.len() <= site {
+            self.wan_in.resize(site + 1, [0; Kind::ALL.len()]);
+        }
+        self.wan_in[site][kind as usize] += bytes as u64;
     }
 
     /// Records `bytes` sent by `node` as `kind`.

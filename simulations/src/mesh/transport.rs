@@ -115,6 +115,10 @@ impl Mesh {
         on_loss: Option<(usize, u64)>,
     ) {
         self.stats.sent(a, kind, bytes);
+        let (sa, sb) = (self.topology.site_of(a), self.topology.site_of(b));
+        if sa != sb {
+            self.stats.wan_entered(sb, kind, bytes);
+        }
         if !self.reachable(a, b) || self.lost(a, b) {
             self.fail_later(on_loss);
             return;
@@ -128,7 +132,6 @@ impl Mesh {
         }
         let n = self.nodes.len() as u32;
         let mut resources = vec![ResourceId(2 * a as u32), ResourceId(2 * b as u32 + 1)];
-        let (sa, sb) = (self.topology.site_of(a), self.topology.site_of(b));
         if sa != sb {
             resources.push(ResourceId(2 * n + 2 * sa as u32));
             resources.push(ResourceId(2 * n + 2 * sb as u32 + 1));

@@ -74,6 +74,9 @@ pub struct Topology {
     pub local_fraction: f64,
     /// Connections the seeder opens.
     pub seeder_degree: usize,
+    /// Every endpoint connects to the seeder (as agents that all dial the
+    /// vendor's bootstrap address do), instead of `seeder_degree` random dials.
+    pub seeder_dialled_by_all: bool,
     /// Site of every node (index 0 is the seeder).
     node_site: Vec<u32>,
     /// First node index of every site's endpoints.
@@ -104,6 +107,7 @@ impl Topology {
             degree,
             local_fraction,
             seeder_degree: degree,
+            seeder_dialled_by_all: false,
             node_site,
             first,
         }
@@ -243,6 +247,11 @@ impl Topology {
                         add(&mut edges, &mut degree, a, b);
                     }
                 }
+            }
+        }
+        if self.seeder_dialled_by_all {
+            for b in 1..total {
+                add(&mut edges, &mut degree, 0, b);
             }
         }
         for _ in 0..self.seeder_degree.min(total.saturating_sub(1)) {

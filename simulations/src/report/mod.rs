@@ -16,7 +16,7 @@ pub use nodes::{write_nodes_csv, NodeRecord};
 pub use plots::{write_plots, PlotError};
 pub use series::{Sample, TimeSeries, WriteCsvError};
 pub use summary::{
-    percentile, BadReleaseSummary, Percentiles, ReadSummaryError, Summary, WaveSummary,
+    percentile, BadReleaseSummary, Percentiles, ReadSummaryError, Summary, WanSummary, WaveSummary,
     WriteSummaryError,
 };
 pub use table::{

@@ -64,6 +64,21 @@ pub struct Summary {
     pub faults: BTreeMap<String, u64>,
     /// How many invariant checks ran (and passed).
     pub invariant_checks: u64,
+    /// Per site (by name), nominal bytes that entered it across its WAN link.
+    pub wan_in: BTreeMap<String, WanSummary>,
+}
+
+/// What crossed one site's WAN link inbound.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WanSummary {
+    /// Chunk bytes (nominal, as the release's size is).
+    pub chunk_bytes: u64,
+    /// Every message's bytes, chunks included.
+    pub total_bytes: u64,
+    /// `chunk_bytes` over the release's size: how often the release crossed the link.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub releases: f64,
 }
 
 /// One rollout wave's results.
@@ -327,6 +342,16 @@ mod tests {
             }),
             faults: [("bans".to_string(), 2)].into_iter().collect(),
             invariant_checks: 3,
+            wan_in: [(
+                "remote".to_string(),
+                WanSummary {
+                    chunk_bytes: 10,
+                    total_bytes: 12,
+                    releases: 1.25,
+                },
+            )]
+            .into_iter()
+            .collect(),
         }
     }
 

@@ -88,9 +88,13 @@ pub struct ScenarioBuilder {
     pub byte_scale: u32,
     pub seeder_upload_mbit: Option<f64>,
     pub seeder_degree: Option<usize>,
+    /// `[seeder] dialled_by_all`.
+    pub seeder_dialled_by_all: bool,
     pub seeder_site: Option<String>,
     pub degree: usize,
     pub local_fraction: f64,
+    /// `[topology] wan_fetchers` (`None`: engines know nothing of sites).
+    pub wan_fetchers: Option<u32>,
     pub sites: Vec<SiteBuilder>,
     pub start_after_s: u64,
     pub prefetch: bool,
@@ -129,9 +133,11 @@ impl ScenarioBuilder {
             byte_scale: 1,
             seeder_upload_mbit: Some(100.0),
             seeder_degree: None,
+            seeder_dialled_by_all: false,
             seeder_site: None,
             degree: 4,
             local_fraction: 1.0,
+            wan_fetchers: None,
             sites: vec![SiteBuilder::new("lan", endpoints)],
             start_after_s: 10,
             prefetch: true,
@@ -169,6 +175,12 @@ impl ScenarioBuilder {
     pub fn topology(mut self, degree: usize, local_fraction: f64) -> Self {
         self.degree = degree;
         self.local_fraction = local_fraction;
+        self
+    }
+
+    /// Site-aware fetching with `k` WAN fetchers per site, or off.
+    pub fn wan_fetchers(mut self, k: Option<u32>) -> Self {
+        self.wan_fetchers = k;
         self
     }
 
@@ -245,9 +257,15 @@ impl ScenarioBuilder {
         if let Some(s) = &self.seeder_site {
             writeln!(t, "site = {s:?}").unwrap();
         }
+        if self.seeder_dialled_by_all {
+            writeln!(t, "dialled_by_all = true").unwrap();
+        }
         writeln!(t, "\n[topology]").unwrap();
         writeln!(t, "degree = {}", self.degree).unwrap();
         writeln!(t, "local_fraction = {:?}", self.local_fraction).unwrap();
+        if let Some(k) = self.wan_fetchers {
+            writeln!(t, "wan_fetchers = {k}").unwrap();
+        }
         writeln!(t, "\n[rollout]").unwrap();
         writeln!(t, "start_after_s = {}", self.start_after_s).unwrap();
         writeln!(t, "prefetch = {}", self.prefetch).unwrap();
