@@ -774,17 +774,22 @@ proptest! {
         while !sim.d.is_complete() {
             prop_assert!(rounds < bound, "not complete after {} rounds, {} missing", rounds, sim.d.missing());
             rounds += 1;
-            sim.tick(REQUEST_TIMEOUT_MS);
-            sim.request()?;
-            let asked: Vec<_> = sim.out.iter().copied().collect();
-            for (p, i) in asked {
-                let behaviour = sim.peer(&p).map(|s| s.behaviour);
-                match behaviour {
-                    _ if p == sim.honest => sim.answer(p, i),
-                    Some(Behaviour::Refusing | Behaviour::Corrupting | Behaviour::Busy) => {
-                        sim.answer(p, i)
+            // A round wakes once when outstanding requests become old enough for
+            // an endgame copy, and once when they time out, as a driver honouring
+            // `next_deadline` would.
+            for step in [ENDGAME_AFTER_MS, REQUEST_TIMEOUT_MS - ENDGAME_AFTER_MS] {
+                sim.tick(step);
+                sim.request()?;
+                let asked: Vec<_> = sim.out.iter().copied().collect();
+                for (p, i) in asked {
+                    let behaviour = sim.peer(&p).map(|s| s.behaviour);
+                    match behaviour {
+                        _ if p == sim.honest => sim.answer(p, i),
+                        Some(Behaviour::Refusing | Behaviour::Corrupting | Behaviour::Busy) => {
+                            sim.answer(p, i)
+                        }
+                        _ => {} // Silent peers let every request time out.
                     }
-                    _ => {} // Silent peers let every request time out.
                 }
             }
         }

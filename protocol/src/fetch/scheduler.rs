@@ -7,7 +7,8 @@
 //! better [`Standing`] first, then the RNG), within
 //! [`MAX_REQUESTS_PER_PEER`] and [`MAX_REQUESTS_TOTAL`]. Once every missing
 //! chunk is in flight (the endgame), a chunk whose request has been outstanding
-//! for [`ENDGAME_AFTER_MS`] may also be asked of a second peer, so one slow peer
+//! for [`ENDGAME_AFTER_MS`] (at once if the peer asked is not in good standing)
+//! may also be asked of a second peer, so one slow peer
 //! cannot hold up the last chunks; never more than [`MAX_COPIES`] copies are
 //! outstanding. (Copying at once wasted upload: a request may wait its turn at
 //! a busy server for a while, see [`crate::fetch::waiting`].)
@@ -488,6 +489,14 @@ impl Download {
         issued
     }
 
+    /// Whether `peer` has neither timed out nor answered `Busy` lately: only
+    /// its requests wait [`ENDGAME_AFTER_MS`] before a copy may go elsewhere.
+    fn in_good_standing(&self, peer: &NodeId) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.standing == Standing::Good)
+    }
+
     /// Distinct chunks with a request outstanding.
     fn chunks_in_flight(&self) -> usize {
         self.requests
@@ -543,14 +552,15 @@ impl Download {
     }
 
     /// Missing chunks with at least one but fewer than [`MAX_COPIES`]
-    /// requests outstanding, the first for at least [`ENDGAME_AFTER_MS`], that
+    /// requests outstanding, the first for at least [`ENDGAME_AFTER_MS`] or
+    /// to a peer not in good standing, that
     /// some non-banned peer has, as `(rarity, index)` ordered by rarity. Only
     /// chunks in flight qualify, so this looks at the requests, not the whole release.
     fn endgame_candidates(&self, banned: &[NodeId], now: Timestamp) -> Vec<(u16, u32)> {
         let banned_haves = self.banned_haves(banned);
         let mut out: Vec<(u16, u32)> = Vec::new();
         for r in &self.requests {
-            if endgame_from(r) > now {
+            if endgame_from(r) > now && self.in_good_standing(&r.peer) {
                 continue;
             }
             let copies = self.copies.get(r.index as usize).copied().unwrap_or(0);
