@@ -48,15 +48,19 @@ impl Meta {
         let config = sled::Config::new()
             .path(path)
             .cache_capacity(SLED_CACHE_BYTES);
-        // sled may panic on some kinds of damage instead of returning an
-        // error; a damaged store must be refused, not crash the agent.
-        let opened = panic::catch_unwind(AssertUnwindSafe(|| config.open())).map_err(|_| {
-            OpenError::Corrupt {
-                path: path.to_owned(),
-                detail: "the database engine could not read it".into(),
+        // sled releases its file lock only when its background flusher drops
+        // the last handle, a moment after the previous owner closed it (an
+        // in-process restart): a lock held that briefly is waited out.
+        let mut attempts = 0;
+        let db = loop {
+            match open_once(path, &config) {
+                Err(OpenError::InUse { .. }) if attempts < IN_USE_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(IN_USE_PAUSE);
+                }
+                other => break other?,
             }
-        })?;
-        let db = opened.map_err(|e| open_error(path, e))?;
+        };
         let db_err = |source| OpenError::Db {
             path: path.to_owned(),
             source,
@@ -128,6 +132,23 @@ impl Meta {
 fn decode_len(v: &[u8]) -> Option<u32> {
     let len = u32::from_be_bytes(<[u8; 4]>::try_from(v).ok()?);
     (1..=MAX_CHUNK_BYTES).contains(&len).then_some(len)
+}
+
+/// How often, and how long apart, an open finding the lock held tries again (1 s in all).
+const IN_USE_RETRIES: u32 = 20;
+const IN_USE_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// One attempt to open the database.
+fn open_once(path: &Path, config: &sled::Config) -> Result<sled::Db, OpenError> {
+    // sled may panic on some kinds of damage instead of returning an
+    // error; a damaged store must be refused, not crash the agent.
+    let opened = panic::catch_unwind(AssertUnwindSafe(|| config.open())).map_err(|_| {
+        OpenError::Corrupt {
+            path: path.to_owned(),
+            detail: "the database engine could not read it".into(),
+        }
+    })?;
+    opened.map_err(|e| open_error(path, e))
 }
 
 fn open_error(path: &Path, e: sled::Error) -> OpenError {
