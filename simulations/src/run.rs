@@ -147,6 +147,7 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
             bandwidth_bps: bandwidth * k + 0.0,
             wan_bps: wan * k + 0.0,
             seeder_upload_bps: seeder * k + 0.0,
+            delivered_bytes: mesh.carried_bytes() as f64 * k,
         });
         if let Some(p) = progress {
             p.set_position(t.0.saturating_sub(PUBLISH_AT.0) / 1000);
@@ -305,6 +306,7 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
                     HealthLie::Forge => "forge",
                     HealthLie::Withhold => "withhold",
                 }),
+                first_chunk_s: mesh.first_chunk_at(i).map(secs),
                 downloaded_s: mesh.completed_at(i).map(secs),
                 installed_s: install_at[i].map(secs),
                 knew_halt_s: mesh.knew_halt_at(i).map(secs),

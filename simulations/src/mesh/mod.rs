@@ -242,6 +242,8 @@ pub struct Mesh {
     /// The release whose download completion is timed, and its distinct chunks.
     tracked: Option<(ReleaseId, HashSet<ChunkHash>)>,
     complete_at: Vec<Option<Timestamp>>,
+    /// When each node first held a chunk of the tracked release (how long its start took).
+    first_chunk_at: Vec<Option<Timestamp>>,
     bad: BTreeMap<ReleaseId, (BadMode, f64)>,
     /// Sites cut off from the others.
     cut: Vec<bool>,
@@ -365,6 +367,7 @@ impl Mesh {
             published: Vec::new(),
             tracked: None,
             complete_at: vec![None; count],
+            first_chunk_at: vec![None; count],
             bad: BTreeMap::new(),
             cut: vec![false; sites],
             installs: Vec::new(),
@@ -570,6 +573,9 @@ impl Mesh {
         if let Some((_, set)) = &self.tracked {
             if set.contains(&h) {
                 n.tracked_held += 1;
+                if self.first_chunk_at[i].is_none() {
+                    self.first_chunk_at[i] = Some(self.now);
+                }
                 if n.tracked_held as usize == set.len() && self.complete_at[i].is_none() {
                     self.complete_at[i] = Some(self.now);
                 }
@@ -698,6 +704,11 @@ impl Mesh {
         self.complete_at.get(i).copied().flatten()
     }
 
+    /// When node `i` first held a chunk of the tracked release, if it has.
+    pub fn first_chunk_at(&self, i: usize) -> Option<Timestamp> {
+        self.first_chunk_at.get(i).copied().flatten()
+    }
+
     /// When node `i` first learned of a halt.
     pub fn knew_halt_at(&self, i: usize) -> Option<Timestamp> {
         self.nodes[i].knew_halt_at
@@ -730,6 +741,11 @@ impl Mesh {
             .map(|s| self.flows.rate(ResourceId(2 * n + 2 * s)))
             .sum();
         (self.flows.total_rate(), wan, self.flows.rate(ResourceId(0)))
+    }
+
+    /// Bulk bytes delivered end to end so far (simulated, not scaled).
+    pub fn carried_bytes(&self) -> u64 {
+        self.flows.carried()
     }
 
     /// Bytes the seeder's uplink carried in transfers so far.

@@ -140,6 +140,8 @@ pub struct Flows<T> {
     total_finite: f64,
     /// Number of active flows at infinite rate.
     total_infinite: usize,
+    /// Bytes carried by flows that have ended: finished flows whole, cancelled ones as sent.
+    carried: u64,
 }
 
 impl<T> Default for Flows<T> {
@@ -152,6 +154,7 @@ impl<T> Default for Flows<T> {
             scheduled: Vec::new(),
             total_finite: 0.0,
             total_infinite: 0,
+            carried: 0,
         }
     }
 }
@@ -333,6 +336,13 @@ impl<T> Flows<T> {
         }
     }
 
+    /// Bytes carried end to end by flows that have ended (finished flows whole,
+    /// cancelled flows up to their cancellation). Exact, unlike integrating
+    /// [`Flows::total_rate`] samples, which over-counts on a rising ramp.
+    pub fn carried(&self) -> u64 {
+        self.carried
+    }
+
     /// Number of active flows.
     pub fn active(&self) -> usize {
         self.active
@@ -442,6 +452,7 @@ impl<T> Flows<T> {
         let res = slot.res;
         let pos = slot.pos;
         let rate = slot.rate;
+        self.carried = self.carried.saturating_add(carried);
         slot.len = 0;
         slot.rate = 0.0;
         slot.remaining = 0.0;
@@ -680,6 +691,8 @@ mod tests {
         let (tb, vb) = latest(&events(&mut f), b).unwrap();
         assert_eq!(tb, 1250);
         assert_eq!(f.bytes_sent(up, 500), 500_000);
+        // a's 250 kB count as carried; b has not ended.
+        assert_eq!(f.carried(), 250_000);
         // The slot is reused under a new generation.
         let c = f.start(600, &[up], MB, "c");
         assert_eq!(c.index(), a.index());
@@ -687,6 +700,9 @@ mod tests {
         assert_eq!(f.get(a), None);
         assert_eq!(f.get(c), Some(&"c"));
         assert_eq!(f.finish(tb, b, vb), None, "b was re-rated by c");
+        let (tb, vb) = latest(&events(&mut f), b).unwrap();
+        assert_eq!(f.finish(tb, b, vb), Some("b"));
+        assert_eq!(f.carried(), 250_000 + MB);
     }
 
     #[test]

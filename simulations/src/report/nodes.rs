@@ -1,5 +1,5 @@
 //! Per-node results (`nodes.csv`): for each endpoint its site, wave, connection
-//! count, role in the faults, and when it finished downloading, installed and
+//! count, role in the faults, and when it held its first chunk, finished downloading, installed and
 //! learned of a halt — so researchers can ask which nodes were late and why.
 
 use super::series::WriteCsvError;
@@ -21,6 +21,8 @@ pub struct NodeRecord {
     pub corrupt: bool,
     /// How it lied about health (`forge`, `withhold`), if it did.
     pub lie: Option<&'static str>,
+    /// Seconds from publishing until it held its first chunk of the release.
+    pub first_chunk_s: Option<f64>,
     /// Seconds from publishing until it held the whole release.
     pub downloaded_s: Option<f64>,
     /// Seconds from publishing until it installed.
@@ -33,7 +35,7 @@ pub struct NodeRecord {
 
 /// The CSV header.
 pub const NODES_HEADER: &str =
-    "node,site,wave,degree,corrupt,lie,downloaded_s,installed_s,knew_halt_s,dead";
+    "node,site,wave,degree,corrupt,lie,first_chunk_s,downloaded_s,installed_s,knew_halt_s,dead";
 
 /// Writes `records` as CSV (empty cells where a time or lie is absent).
 pub fn write_nodes_csv_to<W: Write>(records: &[NodeRecord], mut out: W) -> std::io::Result<()> {
@@ -42,13 +44,14 @@ pub fn write_nodes_csv_to<W: Write>(records: &[NodeRecord], mut out: W) -> std::
     for r in records {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             r.node,
             r.site.replace([',', '"', '\n'], "_"),
             r.wave,
             r.degree,
             u8::from(r.corrupt),
             r.lie.unwrap_or(""),
+            t(r.first_chunk_s),
             t(r.downloaded_s),
             t(r.installed_s),
             t(r.knew_halt_s),
@@ -84,6 +87,7 @@ mod tests {
                 site: "hq".into(),
                 wave: 0,
                 degree: 7,
+                first_chunk_s: Some(0.25),
                 downloaded_s: Some(12.5),
                 installed_s: Some(60.0),
                 ..NodeRecord::default()
@@ -104,8 +108,8 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], NODES_HEADER);
-        assert_eq!(lines[1], "1,hq,0,7,0,,12.500,60.000,,0");
-        assert_eq!(lines[2], "2,a_b,2,3,1,forge,,,,1");
+        assert_eq!(lines[1], "1,hq,0,7,0,,0.250,12.500,60.000,,0");
+        assert_eq!(lines[2], "2,a_b,2,3,1,forge,,,,,1");
         let columns = NODES_HEADER.split(',').count();
         assert!(lines.iter().all(|l| l.split(',').count() == columns));
     }

@@ -344,6 +344,7 @@ mod tests {
             bandwidth_bps: 1e6 * k as f64,
             wan_bps: 2e5 * k as f64,
             seeder_upload_bps: 1e5,
+            delivered_bytes: 0.0,
         }
     }
 

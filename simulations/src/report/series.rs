@@ -5,7 +5,7 @@
 //! Rates are in bytes per second. The CSV columns are `t_s`, one
 //! `installed_<wave>` per wave, `downloaded`, `healthy`, `failed`,
 //! `knowing_halt`, `waves_open`, `halted` (0 or 1), `bandwidth_bps`,
-//! `wan_bps` and `seeder_upload_bps`; numbers use Rust's shortest round-trip
+//! `wan_bps`, `seeder_upload_bps` and `delivered_bytes` (cumulative); numbers use Rust's shortest round-trip
 //! formatting.
 
 use std::io::Write;
@@ -39,6 +39,10 @@ pub struct Sample {
     pub wan_bps: f64,
     /// The seeder's upload rate at this moment, in bytes per second.
     pub seeder_upload_bps: f64,
+    /// Bulk bytes (chunks and large answers) delivered so far, nominal: the
+    /// difference between two samples is the exact throughput of the interval.
+    #[serde(default)]
+    pub delivered_bytes: f64,
 }
 
 /// A run's samples in time order, with the names of the waves they count.
@@ -110,6 +114,7 @@ impl TimeSeries {
                 "bandwidth_bps",
                 "wan_bps",
                 "seeder_upload_bps",
+                "delivered_bytes",
             ]
             .map(String::from),
         );
@@ -128,7 +133,7 @@ impl TimeSeries {
             }
             writeln!(
                 out,
-                ",{},{},{},{},{},{},{},{},{}",
+                ",{},{},{},{},{},{},{},{},{},{}",
                 s.downloaded,
                 s.healthy,
                 s.failed,
@@ -137,7 +142,8 @@ impl TimeSeries {
                 u8::from(s.halted),
                 s.bandwidth_bps,
                 s.wan_bps,
-                s.seeder_upload_bps
+                s.seeder_upload_bps,
+                s.delivered_bytes
             )?;
         }
         out.flush()
@@ -177,6 +183,7 @@ mod tests {
             bandwidth_bps: 1.25e6,
             wan_bps: 0.5,
             seeder_upload_bps: 1e5,
+            delivered_bytes: 6.25e7,
         });
         ts
     }
@@ -192,7 +199,7 @@ mod tests {
         assert_eq!(
             lines[0],
             "t_s,installed_canary,installed_wave_2,downloaded,healthy,failed,knowing_halt,\
-             waves_open,halted,bandwidth_bps,wan_bps,seeder_upload_bps"
+             waves_open,halted,bandwidth_bps,wan_bps,seeder_upload_bps,delivered_bytes"
         );
         let header: Vec<&str> = lines[0].split(',').collect();
         let row: Vec<&str> = lines[2].split(',').collect();
@@ -213,8 +220,9 @@ mod tests {
         assert_eq!(get("bandwidth_bps"), 1.25e6);
         assert_eq!(get("wan_bps"), 0.5);
         assert_eq!(get("seeder_upload_bps"), 1e5);
+        assert_eq!(get("delivered_bytes"), 6.25e7);
         // The first sample has no installs yet: zeros fill the wave columns.
-        assert_eq!(lines[1], "0,0,0,0,0,0,0,0,0,0,0,0");
+        assert_eq!(lines[1], "0,0,0,0,0,0,0,0,0,0,0,0,0");
     }
 
     #[test]
