@@ -203,8 +203,9 @@ pub const DOWNLOAD_WINDOW_MS: u64 = REQUEST_TIMEOUT_MS / 2;
 /// times the bound and 50 nodes behind a slow seeder from 2.0 to 1.27
 /// (docs/benchmarks.md).
 pub const UPLOAD_BACKLOG_MS: u64 = 500;
-/// How long an upload-limited node declines to send a chunk again to another
-/// peer after sending it once, in milliseconds, answering `Busy` instead: long
+/// How long an upload-limited node holds a chunk back from other peers after
+/// sending it once, in milliseconds (their requests wait behind requests for
+/// other chunks, and go only when its upload would otherwise idle): long
 /// enough for the first recipient to store and announce it (availability is
 /// announced within 200 ms), so that others fetch it from there and the
 /// scarce upload goes to chunks nobody has yet; short, because while it holds,

@@ -586,6 +586,62 @@ fn a_full_upload_backlog_holds_requests_and_serves_the_asker_holding_least_first
 }
 
 #[test]
+fn a_chunk_just_sent_to_another_peer_waits_behind_fresh_ones_but_is_not_refused() {
+    let f = fixture();
+    let list = ChunkList::decode(&f.list).unwrap();
+    assert!(list.chunks.len() >= 2);
+    // Fast enough that the first chunk drains well within RESEND_HOLD_MS.
+    let rate = u64::from(list.chunks[0].length) * 10;
+    let mut n = holder(
+        &f,
+        Bandwidth {
+            upload: NonZeroU64::new(rate),
+            download: None,
+        },
+    );
+    let (first, again, fresh) = (peer(10), peer(11), peer(12));
+    for p in [first, again, fresh] {
+        n.handle_input(T0, Input::PeerConnected(p));
+    }
+    drain(&mut n, T0);
+    assert!(ask_chunk(&mut n, &f, T0, first, 1, 0));
+    // Chunk 0 again, for another peer, while it is held back: it waits, unanswered
+    // (refusing it would make the asker back off and could leave the upload idle)...
+    let zero = Request::Chunk {
+        release: f.release,
+        index: 0,
+    };
+    let out = ask(&mut n, T0, again, 2, zero);
+    assert!(out.is_empty(), "{out:?}");
+    // ...and a request for a chunk nobody was sent arrives after it but goes first.
+    let one = Request::Chunk {
+        release: f.release,
+        index: 1,
+    };
+    let (mut loads, busy) = loads_and_busy(&ask(&mut n, T0, fresh, 3, one));
+    assert!(busy.is_empty());
+    let mut now = T0;
+    while loads.len() < 2 && now < T0.plus_millis(MAX_WAIT_MS) {
+        let Output::Timeout(next) = n.poll_output() else {
+            panic!("expected a timeout");
+        };
+        now = next;
+        n.handle_input(now, Input::Tick);
+        let (l, busy) = loads_and_busy(&drain(&mut n, now));
+        assert!(busy.is_empty(), "nothing is refused: {busy:?}");
+        loads.extend(l);
+    }
+    // Both are served before either could expire, the fresh chunk first: once
+    // the upload has nothing else to send, the held-back chunk goes rather than leave it idle.
+    assert_eq!(
+        loads,
+        vec![list.chunks[1].hash, list.chunks[0].hash],
+        "served by {now:?}"
+    );
+    assert!(now < T0.plus_millis(MAX_WAIT_MS));
+}
+
+#[test]
 fn a_waiting_request_for_a_chunk_the_asker_has_since_announced_is_not_served() {
     let f = fixture();
     let list = ChunkList::decode(&f.list).unwrap();

@@ -9,9 +9,10 @@
 //! and a slow server would be struck by every asker.
 //!
 //! An upload-limited server also avoids sending the same chunk twice in
-//! quick succession: the second asker is told `Busy` for [`RESEND_HOLD_MS`]
-//! and fetches the chunk from its first recipient instead, so the server's
-//! scarce upload goes to chunks the swarm does not have yet.
+//! quick succession: for [`RESEND_HOLD_MS`] the chunk is held back from other
+//! askers, whose requests wait behind requests for other chunks (and may fetch
+//! it from its first recipient meanwhile), so the server's scarce upload goes
+//! to chunks the swarm does not have yet.
 
 use crate::chunk::ChunkHash;
 use crate::id::NodeId;
@@ -121,6 +122,27 @@ impl UploadBacklog {
         self.recent.iter().any(|(h, to, _)| h == hash && to != peer)
     }
 
+    /// When `hash` stops being held back from `peer` ([`Self::held_back`]), or
+    /// `None` if it is not held back at `now`. Does not forget old sends.
+    pub fn held_until(&self, now: Timestamp, hash: &ChunkHash, peer: &NodeId) -> Option<Timestamp> {
+        self.rate?;
+        let hold_from = now.as_millis().saturating_sub(RESEND_HOLD_MS);
+        self.recent
+            .iter()
+            .filter(|(h, to, at)| h == hash && to != peer && at.as_millis() >= hold_from)
+            .map(|(_, _, at)| at.plus_millis(RESEND_HOLD_MS + 1))
+            .max()
+    }
+
+    /// When everything promised will have been sent, by the rate (`now` if it has).
+    pub fn empty_at(&self, now: Timestamp) -> Timestamp {
+        let Some(rate) = self.rate else {
+            return now;
+        };
+        let queued = self.queued_at(now);
+        now.plus_millis(queued.saturating_mul(1000).div_ceil(rate.get()))
+    }
+
     /// Whether a chunk of `length` bytes fits the backlog at `now`.
     pub fn has_room(&mut self, now: Timestamp, length: u64) -> bool {
         if self.rate.is_none() {
@@ -212,6 +234,30 @@ mod tests {
         assert!(b.try_accept(Timestamp(100), &next(), &P, 100_000));
         assert!(!b.try_accept(Timestamp(100), &next(), &P, 1));
         assert_eq!(b.queued(Timestamp(60_000)), 0);
+    }
+
+    #[test]
+    fn held_until_and_empty_at_agree_with_held_back_and_queued() {
+        let q = NodeId([8; 32]);
+        let mut b = UploadBacklog::new(rate(1_000));
+        assert_eq!(b.empty_at(Timestamp(5)), Timestamp(5));
+        assert!(b.try_accept(Timestamp(0), &chunk(1), &P, 1_500));
+        // 1,500 bytes at 1,000 bytes/s: empty at 1.5 s, not a millisecond before.
+        let empty = b.empty_at(Timestamp(0));
+        assert_eq!(empty, Timestamp(1_500));
+        assert_eq!(b.queued(Timestamp(1_499)), 1);
+        assert_eq!(b.queued(empty), 0);
+        // Held back from others (not from its recipient) until held_back says otherwise.
+        assert_eq!(b.held_until(Timestamp(10), &chunk(1), &P), None);
+        assert_eq!(b.held_until(Timestamp(10), &chunk(2), &q), None);
+        let until = b.held_until(Timestamp(10), &chunk(1), &q).expect("held");
+        assert!(b.held_back(Timestamp(until.as_millis() - 1), &chunk(1), &q));
+        assert!(!b.held_back(until, &chunk(1), &q));
+        assert_eq!(b.held_until(until, &chunk(1), &q), None);
+        assert_eq!(
+            UploadBacklog::new(None).held_until(Timestamp(0), &chunk(1), &q),
+            None
+        );
     }
 
     #[test]

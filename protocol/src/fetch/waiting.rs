@@ -110,6 +110,33 @@ impl WaitingRequests {
         Some(self.entries.swap_remove(i))
     }
 
+    /// The request to serve next when some are not ready (a chunk held back
+    /// for a while, see [`crate::fetch::UploadBacklog::held_back`]): the first in
+    /// serving order that `ready` accepts, or else the first overall, so the
+    /// upload never idles while a request waits. Returns its position for
+    /// [`Self::get`] and [`Self::take`].
+    pub fn next(&self, mut ready: impl FnMut(&Waiting) -> bool) -> Option<usize> {
+        let mut order: Vec<usize> = (0..self.entries.len()).collect();
+        order.sort_by_key(|&i| self.entries[i].key());
+        let first = order.first().copied()?;
+        Some(
+            order
+                .into_iter()
+                .find(|&i| ready(&self.entries[i]))
+                .unwrap_or(first),
+        )
+    }
+
+    /// The request at position `i` (from [`Self::next`]).
+    pub fn get(&self, i: usize) -> Option<&Waiting> {
+        self.entries.get(i)
+    }
+
+    /// Removes and returns the request at position `i` (from [`Self::next`]).
+    pub fn take(&mut self, i: usize) -> Option<Waiting> {
+        (i < self.entries.len()).then(|| self.entries.swap_remove(i))
+    }
+
     /// Removes and returns the requests that have waited [`MAX_WAIT_MS`] at `now`.
     pub fn expire(&mut self, now: Timestamp) -> Vec<Waiting> {
         let (expired, kept) = std::mem::take(&mut self.entries)
@@ -176,6 +203,24 @@ mod tests {
             .expect("someone is turned away");
         assert_eq!(out.peer, NodeId([201; 32]));
         assert_eq!(q.first().map(|w| w.held), Some(1));
+    }
+
+    #[test]
+    fn next_prefers_ready_requests_and_falls_back_to_the_first() {
+        let mut q = WaitingRequests::new();
+        assert_eq!(q.next(|_| true), None);
+        q.push(request(1, 5, 0));
+        q.push(request(2, 7, 0));
+        q.push(request(3, 9, 0));
+        // Peer 1 comes first but is not ready: the next ready one in order is served.
+        let i = q.next(|w| w.peer != NodeId([1; 32])).expect("one waits");
+        assert_eq!(q.get(i).map(|w| w.peer), Some(NodeId([2; 32])));
+        assert_eq!(q.take(i).map(|w| w.peer), Some(NodeId([2; 32])));
+        // Nobody ready: the first in order still goes, so the upload does not idle.
+        let i = q.next(|_| false).expect("two wait");
+        assert_eq!(q.take(i).map(|w| w.peer), Some(NodeId([1; 32])));
+        assert_eq!(q.take(5), None);
+        assert_eq!(q.len(), 1);
     }
 
     #[test]

@@ -84,13 +84,29 @@ impl Serving {
         }
     }
 
-    /// When the waiting queue needs attention: the first request fits, or one expires.
+    /// The waiting request to serve next (see [`WaitingRequests::next`]) and
+    /// whether its chunk is held back, having just gone to another peer.
+    fn next_to_serve(&self, now: Timestamp) -> Option<(usize, bool)> {
+        let backlog = &self.backlog;
+        let i = self
+            .waiting
+            .next(|w| backlog.held_until(now, &w.hash, &w.peer).is_none())?;
+        let w = self.waiting.get(i)?;
+        Some((i, backlog.held_until(now, &w.hash, &w.peer).is_some()))
+    }
+
+    /// When the waiting queue needs attention: the next request fits (a
+    /// held-back one: its hold ends or the upload empties), or one expires.
     pub(super) fn next_wakeup(&self, now: Timestamp) -> Option<Timestamp> {
-        let first = self.waiting.first()?;
-        let room = self.backlog.room_at(now, first.length);
+        let (i, _) = self.next_to_serve(now)?;
+        let w = self.waiting.get(i)?;
+        let ready = match self.backlog.held_until(now, &w.hash, &w.peer) {
+            None => self.backlog.room_at(now, w.length),
+            Some(until) => self.backlog.empty_at(now).min(until),
+        };
         Some(match self.waiting.next_expiry() {
-            Some(expiry) => room.min(expiry),
-            None => room,
+            Some(expiry) => ready.min(expiry),
+            None => ready,
         })
     }
 }
@@ -165,12 +181,12 @@ impl Node {
                 match entry {
                     None => Response::NotFound,
                     Some(_) if self.serving.busy(&from) => Response::Busy,
-                    Some(entry) if self.serving.backlog.held_back(now, &entry.hash, &from) => {
-                        Response::Busy
-                    }
                     Some(entry) => {
                         let length = u64::from(entry.length);
+                        // A chunk sent to someone else a moment ago waits instead: the
+                        // upload goes to chunks the swarm lacks while there are any.
                         if self.serving.waiting.is_empty()
+                            && !self.serving.backlog.held_back(now, &entry.hash, &from)
                             && self.serving.backlog.has_room(now, length)
                         {
                             self.serving.backlog.accept(now, &entry.hash, &from, length);
@@ -236,21 +252,29 @@ impl Node {
         for w in self.serving.waiting.expire(now) {
             self.respond(w.peer, w.request_id, Response::Busy);
         }
-        while let Some(first) = self.serving.waiting.first() {
-            let (hash, peer, length) = (first.hash, first.peer, first.length);
-            if !self.serving.backlog.held_back(now, &hash, &peer)
-                && !self.serving.backlog.has_room(now, length)
-            {
-                break;
-            }
-            let Some(w) = self.serving.waiting.take_first() else {
+        loop {
+            // Chunks sent to someone else a moment ago go last, and only when
+            // the upload would otherwise idle: their first recipient will share
+            // them. (Refusing them outright idled a fast seeder most of the time.)
+            let Some((i, held)) = self.serving.next_to_serve(now) else {
                 break;
             };
-            if self.serving.backlog.held_back(now, &w.hash, &w.peer)
-                || self.serving.announced(&w.peer, &w.release, w.index)
-            {
-                // Sent to someone else meanwhile (the asker gets it from them),
-                // or the asker has it already.
+            let Some(length) = self.serving.waiting.get(i).map(|w| w.length) else {
+                break;
+            };
+            let fits = if held {
+                self.serving.backlog.queued(now) == 0
+            } else {
+                self.serving.backlog.has_room(now, length)
+            };
+            if !fits {
+                break;
+            }
+            let Some(w) = self.serving.waiting.take(i) else {
+                break;
+            };
+            if self.serving.announced(&w.peer, &w.release, w.index) {
+                // The asker has it already (fetched elsewhere meanwhile).
                 self.respond(w.peer, w.request_id, Response::Busy);
                 continue;
             }
