@@ -947,3 +947,31 @@ fn log_event(event: &NodeEvent) {
         other => info!(?other, "node"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_bytes_over_the_sample_interval() {
+        let mut added = ClassTraffic::default();
+        added.add(
+            PeerClass::Wan,
+            Traffic {
+                sent: 3000,
+                received: 1 << 20,
+            },
+        );
+        let rate = per_second(&added, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(
+            rate.of(PeerClass::Wan),
+            Traffic {
+                sent: 2000,
+                received: 699_050
+            }
+        );
+        assert_eq!(rate.of(PeerClass::Lan), Traffic::default());
+        // The first sample has no interval behind it.
+        assert_eq!(per_second(&added, None), ClassTraffic::default());
+    }
+}
