@@ -1,4 +1,5 @@
-//! The agent's local HTTP API: `GET /status` (JSON), `GET /metrics`
+//! The agent's local HTTP API: `GET /` (the live dashboard, see
+//! [`crate::dashboard`]), `GET /status` (JSON), `GET /metrics`
 //! (Prometheus text), `POST /directive` (a signed halt or resume),
 //! `POST /bundle` (import a release bundle file) and `GET /health/{release}`
 //! / `POST /health` (health bundles carried to and from isolated sites),
@@ -92,6 +93,36 @@ pub struct StatusView {
     /// WAN windows, the upload cap and this month's WAN upload (absent from older agents).
     #[serde(default)]
     pub site: Option<crate::driver::SiteStatus>,
+    /// Connected peers split by LAN and WAN, and the busiest of them (absent
+    /// from older agents). Sampled with the traffic counters, about once a
+    /// second, so it may lag `peers` (the engine's count) a little.
+    #[serde(default)]
+    pub connected: PeersView,
+}
+
+/// Connected peers at the driver's last traffic sample.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeersView {
+    /// Peers found by mDNS on the local link.
+    pub lan: usize,
+    /// Every other peer (bootstrap, Kademlia, inbound).
+    pub wan: usize,
+    /// The peers with the most bytes exchanged first, at most
+    /// [`crate::driver::MAX_PEERS_LISTED`] (`lan` and `wan` count them all).
+    pub list: Vec<PeerView>,
+}
+
+/// One connected peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its libp2p PeerId.
+    pub id: String,
+    /// `lan` (found by mDNS) or `wan`.
+    pub class: String,
+    /// Payload bytes sent to it on its current connection.
+    pub up: u64,
+    /// Payload bytes received from it on its current connection.
+    pub down: u64,
 }
 
 /// The driver's counters.
@@ -120,6 +151,12 @@ pub struct TrafficView {
     pub up: u64,
     /// Bytes received.
     pub down: u64,
+    /// Bytes sent per second over the last sample (about a second; absent from older agents).
+    #[serde(default)]
+    pub up_rate: u64,
+    /// Bytes received per second over the last sample (absent from older agents).
+    #[serde(default)]
+    pub down_rate: u64,
 }
 
 /// One release on this node.
@@ -332,10 +369,13 @@ impl CountersView {
                 .iter()
                 .map(|&class| {
                     let t = c.traffic.of(class);
+                    let r = c.rate.of(class);
                     TrafficView {
                         class: class.label().to_string(),
                         up: t.sent,
                         down: t.received,
+                        up_rate: r.sent,
+                        down_rate: r.received,
                     }
                 })
                 .collect(),
@@ -364,6 +404,27 @@ impl StatusView {
                 .map(|s| s.releases.iter().map(ReleaseView::of).collect())
                 .unwrap_or_default(),
             site: None,
+            connected: PeersView::of(counters),
+        }
+    }
+}
+
+impl PeersView {
+    /// The view of the driver's last peer sample.
+    pub fn of(c: &Counters) -> Self {
+        PeersView {
+            lan: c.connected_lan,
+            wan: c.connected_wan,
+            list: c
+                .peers
+                .iter()
+                .map(|p| PeerView {
+                    id: p.node.to_peer_id_string(),
+                    class: p.class.label().to_string(),
+                    up: p.traffic.sent,
+                    down: p.traffic.received,
+                })
+                .collect(),
         }
     }
 }
@@ -645,6 +706,8 @@ pub struct HealthImportView {
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(crate::dashboard::page))
+        .route("/dashboard", get(crate::dashboard::page))
         .route("/status", get(status_handler))
         .route("/health/{release}", get(health_export_handler))
         .route("/bundle", post(bundle_import_handler))

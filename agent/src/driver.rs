@@ -39,6 +39,28 @@ const COMMAND_QUEUE: usize = 16;
 /// How long [`Shared::submit_directive`] waits for the loop's answer.
 pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// `added` bytes over `elapsed` as bytes per second (zero without an interval).
+fn per_second(added: &ClassTraffic, elapsed: Option<std::time::Duration>) -> ClassTraffic {
+    let secs = elapsed.map_or(0.0, |e| e.as_secs_f64());
+    let mut rate = ClassTraffic::default();
+    if secs <= 0.0 {
+        return rate;
+    }
+    // Float to integer casts saturate; a byte count fits an f64 closely enough for a rate.
+    let scale = |n: u64| (n as f64 / secs) as u64;
+    for class in PeerClass::ALL {
+        let t = added.of(class);
+        rate.add(
+            class,
+            Traffic {
+                sent: scale(t.sent),
+                received: scale(t.received),
+            },
+        );
+    }
+    rate
+}
+
 /// The current wall-clock time as protocol time.
 pub fn now() -> Timestamp {
     let since = std::time::SystemTime::now()
@@ -64,6 +86,31 @@ pub struct Counters {
     /// sampled at most once per [`TRAFFIC_SAMPLE`]; bytes of a peer that
     /// disconnects between two samples are not counted.
     pub traffic: ClassTraffic,
+    /// Payload bytes per second by class over the last sample interval
+    /// (about [`TRAFFIC_SAMPLE`]; zero before the second sample).
+    pub rate: ClassTraffic,
+    /// Connected peers found by mDNS at the last sample.
+    pub connected_lan: usize,
+    /// Every other connected peer at the last sample.
+    pub connected_wan: usize,
+    /// Connected peers at the last sample, the most bytes exchanged first, at
+    /// most [`MAX_PEERS_LISTED`] (the counts above cover them all).
+    pub peers: Vec<PeerSample>,
+}
+
+/// Most peers [`Counters::peers`] lists: enough for a person to read, small
+/// enough that copying the counters for every status request costs nothing.
+pub const MAX_PEERS_LISTED: usize = 64;
+
+/// One connected peer as the last traffic sample saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerSample {
+    /// The peer.
+    pub node: waveguard_protocol::NodeId,
+    /// How it was found.
+    pub class: PeerClass,
+    /// Payload bytes exchanged on its current connection.
+    pub traffic: Traffic,
 }
 
 /// How often the loop copies per-peer traffic into [`Counters`]: often enough
@@ -639,14 +686,30 @@ impl Driver {
         if !due {
             return;
         }
+        let elapsed = self.traffic_sampled.map(|t| t.elapsed());
         self.traffic_sampled = Some(std::time::Instant::now());
         let mut added = ClassTraffic::default();
         let mut wan_sent = 0u64;
         let mut seen = HashMap::new();
+        let mut peers = Vec::new();
+        let (mut connected_lan, mut connected_wan) = (0usize, 0usize);
         for peer in self.net.connected_peers() {
+            let class = match self.lan_peers.contains(&peer) {
+                true => PeerClass::Lan,
+                false => PeerClass::Wan,
+            };
+            match class {
+                PeerClass::Lan => connected_lan += 1,
+                PeerClass::Wan => connected_wan += 1,
+            }
             let Some(now) = self.net.traffic(&peer) else {
                 continue;
             };
+            peers.push(PeerSample {
+                node: peer,
+                class,
+                traffic: now,
+            });
             // A peer that reconnected starts again from zero.
             let before = self
                 .traffic_seen
@@ -654,10 +717,6 @@ impl Driver {
                 .filter(|b| b.sent <= now.sent && b.received <= now.received)
                 .copied()
                 .unwrap_or_default();
-            let class = match self.lan_peers.contains(&peer) {
-                true => PeerClass::Lan,
-                false => PeerClass::Wan,
-            };
             if class == PeerClass::Wan {
                 wan_sent = wan_sent.saturating_add(now.sent - before.sent);
             }
@@ -671,7 +730,16 @@ impl Driver {
             seen.insert(peer, now);
         }
         self.traffic_seen = seen;
-        self.count(|c| c.traffic.merge(&added));
+        peers.sort_by_key(|p| std::cmp::Reverse(p.traffic.sent.saturating_add(p.traffic.received)));
+        peers.truncate(MAX_PEERS_LISTED);
+        let rate = per_second(&added, elapsed);
+        self.count(|c| {
+            c.traffic.merge(&added);
+            c.rate = rate;
+            c.connected_lan = connected_lan;
+            c.connected_wan = connected_wan;
+            c.peers = peers;
+        });
         self.update_site(wan_sent);
     }
 
@@ -877,5 +945,33 @@ fn log_event(event: &NodeEvent) {
         }
         NodeEvent::Refused { from, reason } => debug!(?from, %reason, "refused"),
         other => info!(?other, "node"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_bytes_over_the_sample_interval() {
+        let mut added = ClassTraffic::default();
+        added.add(
+            PeerClass::Wan,
+            Traffic {
+                sent: 3000,
+                received: 1 << 20,
+            },
+        );
+        let rate = per_second(&added, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(
+            rate.of(PeerClass::Wan),
+            Traffic {
+                sent: 2000,
+                received: 699_050
+            }
+        );
+        assert_eq!(rate.of(PeerClass::Lan), Traffic::default());
+        // The first sample has no interval behind it.
+        assert_eq!(per_second(&added, None), ClassTraffic::default());
     }
 }

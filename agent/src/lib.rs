@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod driver;
 pub mod fsio;
 pub mod install;
