@@ -35,10 +35,20 @@ fn the_demo_rolls_out_a_good_release_and_halts_a_bad_one_at_its_canaries() {
     assert!(good.finished, "{good}");
     assert!(good.halt.is_none(), "{good}");
     assert_eq!(good.healthy, 5, "{good}");
-    assert!(good.waves.iter().all(|w| w.agents > 0 && w.installed == w.agents), "{good}");
+    assert!(
+        good.waves
+            .iter()
+            .all(|w| w.agents > 0 && w.installed == w.agents),
+        "{good}"
+    );
     // Each wave's gate passed before the next opened (the last one's is decided as it ends).
     let last = good.waves.len() - 1;
-    assert!(good.waves[..last].iter().all(|w| w.gate == GateState::Passed), "{good}");
+    assert!(
+        good.waves[..last]
+            .iter()
+            .all(|w| w.gate == GateState::Passed),
+        "{good}"
+    );
 
     // The bad release: its canaries installed, failed their probe and rolled back; the gate of
     // the first wave failed and nobody outside it installed; every node knows of the halt.
@@ -54,7 +64,10 @@ fn the_demo_rolls_out_a_good_release_and_halts_a_bad_one_at_its_canaries() {
         matches!(bad.halt, Some(HaltReason::GateFailed { wave: 0, .. })),
         "the seeder saw wave 0's gate fail: {bad}"
     );
-    assert!(bad.halt_after.is_some() && bad.all_knew_after.is_some(), "{bad}");
+    assert!(
+        bad.halt_after.is_some() && bad.all_knew_after.is_some(),
+        "{bad}"
+    );
     // Afterwards every agent runs the good release: the canaries went back to it.
     assert_eq!(bad.running.get(&good.version).copied(), Some(5), "{bad}");
     // Agents fetched from each other, not only from the seeder.

@@ -85,11 +85,11 @@ impl Bars {
         }
     }
 
-    /// Leaves the bars on screen as they are now.
+    /// Leaves the bars on screen as they are now (`abandon`: `finish` would fill them).
     pub(super) fn finish(&self) {
-        self.header.finish();
+        self.header.abandon();
         for bar in &self.waves {
-            bar.finish();
+            bar.abandon();
         }
     }
 }

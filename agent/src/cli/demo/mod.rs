@@ -131,11 +131,12 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<DemoReport> {
         outcome
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
+    // Removed before the time is taken: cleaning up is part of the demo.
+    drop(tmp);
     let mut report = result?;
     if !report.held {
         report.wall = started.elapsed();
     }
-    drop(tmp);
     Ok(report)
 }
 
@@ -296,15 +297,9 @@ async fn demo(
         .submit_bundle(bundle)
         .await?
         .map_err(|e| anyhow::anyhow!("the seeder refused the bundle: {e}"))?;
-    let bad_run = watch::Watch::new(
-        &mesh.bed,
-        mesh.seeder,
-        bad_info,
-        Some(BAD_FAULT),
-        published,
-    )
-    .run(live)
-    .await;
+    let bad_run = watch::Watch::new(&mesh.bed, mesh.seeder, bad_info, Some(BAD_FAULT), published)
+        .run(live)
+        .await;
 
     Ok(DemoReport {
         agents,
@@ -325,11 +320,12 @@ fn layout(agents: usize, policy: &RolloutPolicy) -> Vec<usize> {
     let mut counts = Vec::with_capacity(waves);
     let mut before = 0usize;
     for (k, w) in policy.waves.iter().enumerate() {
-        let share = (agents as u64 * u64::from(w.cumulative_ppm) + u64::from(PPM) / 2)
-            / u64::from(PPM);
-        let upto = usize::try_from(share)
-            .unwrap_or(agents)
-            .clamp(before + 1, agents.saturating_sub(waves - 1 - k).max(before + 1));
+        let share =
+            (agents as u64 * u64::from(w.cumulative_ppm) + u64::from(PPM) / 2) / u64::from(PPM);
+        let upto = usize::try_from(share).unwrap_or(agents).clamp(
+            before + 1,
+            agents.saturating_sub(waves - 1 - k).max(before + 1),
+        );
         counts.push(upto - before);
         before = upto;
     }
@@ -471,7 +467,9 @@ mod tests {
     use super::*;
 
     fn policy() -> RolloutPolicy {
-        let waves = crate::cli::args::waves(WAVES).expect("the demo's waves parse").0;
+        let waves = crate::cli::args::waves(WAVES)
+            .expect("the demo's waves parse")
+            .0;
         RolloutPolicy {
             start: waveguard_protocol::Timestamp(0),
             waves,

@@ -112,7 +112,10 @@ impl<'a> Watch<'a> {
             &sample,
             finished,
             ended,
-            (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1)),
+            (
+                after.0.saturating_sub(before.0),
+                after.1.saturating_sub(before.1),
+            ),
         )
     }
 
@@ -251,7 +254,10 @@ impl<'a> Watch<'a> {
     /// installing, baking or rolling back, and past the time the wave after
     /// the last one that installed would have opened.
     fn settled(&self, sample: &Sample, at: Timestamp) -> bool {
-        let states = || self.endpoints().map(|i| sample[i].as_ref().map(|r| &r.state));
+        let states = || {
+            self.endpoints()
+                .map(|i| sample[i].as_ref().map(|r| &r.state))
+        };
         if self.first_halt.is_none() {
             return states().all(|s| s == Some(&RolloutState::Healthy));
         }
@@ -420,12 +426,9 @@ impl<'a> Watch<'a> {
                 .count()
         };
         // The seeder's reason is the mesh's (a gate); an installer's own may be its local failure.
-        let halt = ledger.and_then(halt_of).or_else(|| {
-            sample
-                .iter()
-                .flatten()
-                .find_map(halt_of)
-        });
+        let halt = ledger
+            .and_then(halt_of)
+            .or_else(|| sample.iter().flatten().find_map(halt_of));
         let mut running_now = BTreeMap::new();
         for i in self.endpoints() {
             let v = running(&self.bed.members[i], &self.info.info.product)
@@ -498,11 +501,19 @@ fn gate_name(g: GateState) -> &'static str {
 
 /// The version `current` points at in an agent's installs directory.
 fn running(m: &Member, product: &str) -> Option<String> {
-    let link = m.config.data_dir.join("installs").join(product).join("current");
+    let link = m
+        .config
+        .data_dir
+        .join("installs")
+        .join(product)
+        .join("current");
     let target = std::fs::read_link(link).ok()?;
     let name = target.file_name()?.to_string_lossy().into_owned();
     // Version directories are `<version>-<release id prefix>`.
-    Some(name.rsplit_once('-').map_or(name.clone(), |(v, _)| v.to_string()))
+    Some(
+        name.rsplit_once('-')
+            .map_or(name.clone(), |(v, _)| v.to_string()),
+    )
 }
 
 /// Bytes sent to peers so far: by the seeder, and by every other agent together.
