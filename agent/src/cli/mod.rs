@@ -61,8 +61,8 @@ pub enum Command {
     Halt(directive::HaltArgs),
     /// Sign a resume directive (a higher seq than the halt) and send it to a running agent.
     Resume(directive::ResumeArgs),
-    /// Publish a good and a bad release with throw-away keys, verify them, and roll both out
-    /// across an in-memory fleet: the good one reaches everyone, the bad one halts at its canaries.
+    /// Start a seeder and a dozen real agents on 127.0.0.1 and roll out a good release, then a bad
+    /// one, live: the good one reaches everyone, the bad one halts at its canaries, which roll back.
     Demo(demo::DemoArgs),
     /// Run the endpoint daemon until interrupted.
     Agent(agent::AgentArgs),
@@ -198,7 +198,7 @@ pub fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::Resume(a) => {
             directive::run_resume(&a, now).map(|r| Outcome::Directive(Box::new(r)))
         }
-        Command::Demo(a) => demo::run(&a, now).map(|r| Outcome::Demo(Box::new(r))),
+        Command::Demo(a) => demo::run(&a).map(|r| Outcome::Demo(Box::new(r))),
         Command::Agent(a) => agent::run(&a).map(Outcome::Stopped),
         Command::Seed(a) => agent::run_seed(&a).map(Outcome::Stopped),
         Command::Status(a) => status::run(&a).map(|r| Outcome::Status(Box::new(r))),
