@@ -9,7 +9,7 @@
 #
 # A run's time is from starting the N downloaders (the seeder is already up
 # and serving) until the last of them has the whole file verified:
-#   waveguard:  data/staging/<release>/app.bin exists (assembled, blake3 checked)
+#   waveguard:  the artifact is in data/staging/<release>/ (assembled, blake3 checked)
 #   libtorrent: torrent_finished_alert (every piece SHA-1 checked)
 #
 # Usage (as root):
@@ -116,10 +116,22 @@ cpu_busy() {
     read -r b1 t1 <<<"$2"
     awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN {printf "%.0f", 100 * b / (t ? t : 1)}'
 }
+# CPU seconds (user + system) used so far by every process on hosts 0..N.
+proc_cpu() {
+    local i pid ticks=0 t
+    for ((i = 0; i <= hosts; i++)); do
+        for pid in $(ip netns pids "$(ns "$i")"); do
+            # utime and stime are fields 14 and 15; the name (field 2) may hold spaces.
+            t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || continue
+            ticks=$((ticks + ${t:-0}))
+        done
+    done
+    echo "scale=1; $ticks / $(getconf CLK_TCK)" | bc
+}
 tx_bytes() { ip netns exec "$(ns "$1")" cat /sys/class/net/eth0/statistics/tx_bytes; }
 
 results=$work/results.tsv
-echo -e "tool\trun\tseconds\tfirst_s\tseeder_tx_copies\tcpu_busy_pct" >"$results"
+echo -e "tool\trun\tseconds\tfirst_s\tseeder_tx_copies\tcpu_busy_pct\tprocess_cpu_s" >"$results"
 
 # Waits until every leecher 1..hosts is done per $1 (a function of the host
 # index, true when done); prints the first and last finish times after t0.
@@ -149,7 +161,15 @@ wait_all() {
     echo "$first $last"
 }
 
-wg_done() { compgen -G "$W/host$1/data/staging/*/app.bin" >/dev/null; }
+# The agent renames the artifact into staging/<release>/ only once it is
+# assembled and its blake3 hash checked; until then it is a .partial file.
+wg_done() {
+    local f
+    for f in "$W/host$1"/data/staging/*/*; do
+        [[ -f $f && $f != *.partial ]] && return 0
+    done
+    return 1
+}
 lt_done() { [[ -f $W/lt$1/done ]]; }
 
 run_waveguard() {
@@ -167,6 +187,7 @@ run_waveguard() {
     local tx0 c0 t0 span
     tx0=$(tx_bytes 0)
     c0=$(cpu_sample)
+    P0=$(proc_cpu)
     t0=$(now)
     RUST_LOG=${RUST_LOG:-warn} "$netns" run "$name" --bin "$bin" --work "$W" \
         --root "$v/repo/metadata/1.root.json" --seeder 0 --repo "$v/repo" --only agents >/dev/null
@@ -195,6 +216,7 @@ run_libtorrent() {
     local tx0 c0 t0 span i
     tx0=$(tx_bytes 0)
     c0=$(cpu_sample)
+    P0=$(proc_cpu)
     t0=$(now)
     for ((i = 1; i <= hosts; i++)); do
         mkdir -p "$W/lt$i"
@@ -209,16 +231,19 @@ run_libtorrent() {
 }
 
 # Appends one run's row: its time, the first finisher's, the seeder's upload in
-# copies of the file (kernel counter: payload plus headers) and the machine's CPU use.
+# copies of the file (kernel counter: payload plus headers), the machine's CPU
+# use and the CPU time the tool's processes used during the run (kernel network
+# work done in softirq context is not in it).
 record() {
-    local tool=$1 r=$2 t0=$3 span=$4 tx0=$5 c0=$6 first last tx secs first_s cpu
+    local tool=$1 r=$2 t0=$3 span=$4 tx0=$5 c0=$6 first last tx secs first_s cpu pcpu
     read -r first last <<<"$span"
     tx=$(tx_bytes 0)
     cpu=$(cpu_busy "$c0" "$(cpu_sample)")
+    pcpu=$(echo "$(proc_cpu) - $P0" | bc)
     secs=$(echo "$last - $t0" | bc)
     first_s=$(echo "$first - $t0" | bc)
-    printf "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\n" "$tool" "$r" "$secs" "$first_s" \
-        "$(echo "($tx - $tx0) / $bytes" | bc -l)" "$cpu" | tee -a "$results"
+    printf "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\n" "$tool" "$r" "$secs" "$first_s" \
+        "$(echo "($tx - $tx0) / $bytes" | bc -l)" "$cpu" "$pcpu" | tee -a "$results"
 }
 
 echo "race: $hosts downloaders + 1 seeder, $size, every host ${rate} up and down (tc tbf), $runs runs each"
@@ -246,4 +271,4 @@ printf "\nP2P lower bound max(F/u_s, F/d, N*F/(u_s + N*u)) = F/u = %.1f s (F = %
 if [[ -n $wg && -n $lt ]]; then
     printf "ratio waveguard / libtorrent (medians) = %.2f\n" "$(echo "$wg / $lt" | bc -l)"
 fi
-echo "per-run rows (first finisher, seeder upload in copies, CPU busy %) in $results"
+echo "per-run rows (first finisher, seeder upload in copies, machine CPU busy %, the tool's CPU seconds) in $results"
