@@ -272,3 +272,4 @@ if [[ -n $wg && -n $lt ]]; then
     printf "ratio waveguard / libtorrent (medians) = %.2f\n" "$(echo "$wg / $lt" | bc -l)"
 fi
 echo "per-run rows (first finisher, seeder upload in copies, machine CPU busy %, the tool's CPU seconds) in $results"
+echo "the file and the release directory stay in $work (about twice --size); remove it when done"
