@@ -252,13 +252,10 @@ impl Node {
         for w in self.serving.waiting.expire(now) {
             self.respond(w.peer, w.request_id, Response::Busy);
         }
-        loop {
-            // Chunks sent to someone else a moment ago go last, and only when
-            // the upload would otherwise idle: their first recipient will share
-            // them. (Refusing them outright idled a fast seeder most of the time.)
-            let Some((i, held)) = self.serving.next_to_serve(now) else {
-                break;
-            };
+        // Chunks sent to someone else a moment ago go last, and only when
+        // the upload would otherwise idle: their first recipient will share
+        // them. (Refusing them outright idled a fast seeder most of the time.)
+        while let Some((i, held)) = self.serving.next_to_serve(now) {
             let Some(length) = self.serving.waiting.get(i).map(|w| w.length) else {
                 break;
             };
