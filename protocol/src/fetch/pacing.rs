@@ -107,10 +107,8 @@ impl UploadBacklog {
 
     /// Whether `hash` went to a peer other than `peer` within [`RESEND_HOLD_MS`]
     /// (only with a rate: an unlimited server has no upload to save).
+    /// Also forgets sends older than the hold.
     pub fn held_back(&mut self, now: Timestamp, hash: &ChunkHash, peer: &NodeId) -> bool {
-        if self.rate.is_none() {
-            return false;
-        }
         let hold_from = now.as_millis().saturating_sub(RESEND_HOLD_MS);
         while self
             .recent
@@ -119,7 +117,7 @@ impl UploadBacklog {
         {
             self.recent.pop_front();
         }
-        self.recent.iter().any(|(h, to, _)| h == hash && to != peer)
+        self.held_until(now, hash, peer).is_some()
     }
 
     /// When `hash` stops being held back from `peer` ([`Self::held_back`]), or

@@ -94,28 +94,12 @@ impl WaitingRequests {
         }
     }
 
-    /// The request to serve next, if any.
-    pub fn first(&self) -> Option<&Waiting> {
-        self.entries.iter().min_by_key(|w| w.key())
-    }
-
-    /// Removes and returns the request to serve next.
-    pub fn take_first(&mut self) -> Option<Waiting> {
-        let i = self
-            .entries
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, w)| w.key())
-            .map(|(i, _)| i)?;
-        Some(self.entries.swap_remove(i))
-    }
-
     /// The request to serve next when some are not ready (a chunk held back
     /// for a while, see [`crate::fetch::UploadBacklog::held_back`]): the first in
     /// serving order that `ready` accepts, or else the first overall, so the
     /// upload never idles while a request waits. Returns its position for
-    /// [`Self::get`] and [`Self::take`].
-    pub fn next(&self, mut ready: impl FnMut(&Waiting) -> bool) -> Option<usize> {
+    /// [`Self::get`] and [`Self::take`], and whether it is ready.
+    pub fn next(&self, mut ready: impl FnMut(&Waiting) -> bool) -> Option<(usize, bool)> {
         let mut order: Vec<usize> = (0..self.entries.len()).collect();
         order.sort_by_key(|&i| self.entries[i].key());
         let first = order.first().copied()?;
@@ -123,7 +107,7 @@ impl WaitingRequests {
             order
                 .into_iter()
                 .find(|&i| ready(&self.entries[i]))
-                .unwrap_or(first),
+                .map_or((first, false), |i| (i, true)),
         )
     }
 
@@ -183,7 +167,11 @@ mod tests {
         assert!(q.push(request(1, 50, 0)).is_none());
         assert!(q.push(request(2, 10, 5)).is_none());
         assert!(q.push(request(3, 10, 1)).is_none());
-        let order: Vec<u8> = std::iter::from_fn(|| q.take_first().map(|w| w.peer.0[0])).collect();
+        let order: Vec<u8> = std::iter::from_fn(|| {
+            let (i, _) = q.next(|_| true)?;
+            q.take(i).map(|w| w.peer.0[0])
+        })
+        .collect();
         assert_eq!(order, vec![3, 2, 1]);
     }
 
@@ -202,7 +190,8 @@ mod tests {
             .push(request(201, 10_000, 0))
             .expect("someone is turned away");
         assert_eq!(out.peer, NodeId([201; 32]));
-        assert_eq!(q.first().map(|w| w.held), Some(1));
+        let first = q.next(|_| true).and_then(|(i, _)| q.get(i));
+        assert_eq!(first.map(|w| w.held), Some(1));
     }
 
     #[test]
@@ -213,11 +202,13 @@ mod tests {
         q.push(request(2, 7, 0));
         q.push(request(3, 9, 0));
         // Peer 1 comes first but is not ready: the next ready one in order is served.
-        let i = q.next(|w| w.peer != NodeId([1; 32])).expect("one waits");
+        let (i, ready) = q.next(|w| w.peer != NodeId([1; 32])).expect("one waits");
+        assert!(ready);
         assert_eq!(q.get(i).map(|w| w.peer), Some(NodeId([2; 32])));
         assert_eq!(q.take(i).map(|w| w.peer), Some(NodeId([2; 32])));
         // Nobody ready: the first in order still goes, so the upload does not idle.
-        let i = q.next(|_| false).expect("two wait");
+        let (i, ready) = q.next(|_| false).expect("two wait");
+        assert!(!ready);
         assert_eq!(q.take(i).map(|w| w.peer), Some(NodeId([1; 32])));
         assert_eq!(q.take(5), None);
         assert_eq!(q.len(), 1);

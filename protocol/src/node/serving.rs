@@ -88,11 +88,10 @@ impl Serving {
     /// whether its chunk is held back, having just gone to another peer.
     fn next_to_serve(&self, now: Timestamp) -> Option<(usize, bool)> {
         let backlog = &self.backlog;
-        let i = self
+        let (i, ready) = self
             .waiting
             .next(|w| backlog.held_until(now, &w.hash, &w.peer).is_none())?;
-        let w = self.waiting.get(i)?;
-        Some((i, backlog.held_until(now, &w.hash, &w.peer).is_some()))
+        Some((i, !ready))
     }
 
     /// When the waiting queue needs attention: the next request fits (a
