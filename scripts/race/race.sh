@@ -16,6 +16,11 @@
 #   race.sh [--hosts 16] [--size 256MiB] [--rate 100mbit] [--runs 3]
 #           [--chunk-avg 1MiB] [--piece-kib 0] [--tools waveguard,libtorrent]
 #           [--bin target/release/waveguard] [--work DIR] [--name race]
+#           [--agent-throttle off|up|both]
+#
+# --agent-throttle tells the waveguard processes their own rate as well (their
+# config's upload and/or download bytes per second, set to --rate's payload
+# share), on top of the kernel's tbf; off (the default) leaves them unlimited.
 #
 # Needs: root, ip/tc, /usr/bin/python3 with libtorrent (apt-get install
 # python3-libtorrent), and a release build of waveguard
@@ -28,7 +33,7 @@ netns=$here/../testbed/netns.sh
 PY=${PYTHON:-/usr/bin/python3}
 
 hosts=16 size=256MiB rate=100mbit runs=3 chunk_avg=1MiB piece_kib=0
-tools=waveguard,libtorrent name=race
+tools=waveguard,libtorrent name=race agent_throttle=off
 bin=$repo_root/target/release/waveguard work=""
 while (($#)); do
     (($# >= 2)) || { echo "race.sh: option '$1' needs a value" >&2; exit 2; }
@@ -43,6 +48,7 @@ while (($#)); do
         --bin) bin=$2 ;;
         --work) work=$2 ;;
         --name) name=$2 ;;
+        --agent-throttle) agent_throttle=$2 ;;
         *) echo "race.sh: unknown option '$1' (see the top of $0)" >&2; exit 2 ;;
     esac
     shift 2
@@ -70,6 +76,14 @@ case ${BASH_REMATCH[2]} in
 esac
 [[ $rate =~ ^([0-9]+)mbit$ ]] || die "--rate takes Mbit/s, e.g. 100mbit"
 rate_bytes=$((BASH_REMATCH[1] * 1000 * 1000 / 8))
+# The agents' own limits count payload; tbf counts headers too (~3 % for TCP + Noise + yamux).
+payload_rate=$((rate_bytes * 97 / 100))
+case $agent_throttle in
+    off) throttle=0:0 ;;
+    up) throttle=$payload_rate:0 ;;
+    both) throttle=$payload_rate:$payload_rate ;;
+    *) die "--agent-throttle takes off, up or both" ;;
+esac
 
 [[ -n $work ]] || work=$(mktemp -d /var/tmp/wg-race.XXXXXX)
 mkdir -p "$work"
@@ -177,7 +191,7 @@ run_waveguard() {
     W=$work/run-wg-$r
     rm -rf "$W"
     "$netns" run "$name" --bin "$bin" --work "$W" --root "$v/repo/metadata/1.root.json" \
-        --seeder 0 --repo "$v/repo" --only seeder --wait 60 >/dev/null
+        --seeder 0 --repo "$v/repo" --only seeder --wait 60 --throttle "$throttle" >/dev/null
     # Serving once its status shows every chunk.
     local t=$SECONDS
     until ip netns exec "$(ns 0)" "$bin" status 2>/dev/null | grep -q '(100%)'; do
@@ -190,7 +204,8 @@ run_waveguard() {
     P0=$(proc_cpu)
     t0=$(now)
     RUST_LOG=${RUST_LOG:-warn} "$netns" run "$name" --bin "$bin" --work "$W" \
-        --root "$v/repo/metadata/1.root.json" --seeder 0 --repo "$v/repo" --only agents >/dev/null
+        --root "$v/repo/metadata/1.root.json" --seeder 0 --repo "$v/repo" --only agents \
+        --throttle "$throttle" >/dev/null
     span=$(wait_all wg_done "$t0" 600) || die "waveguard run $r did not finish (logs in $W)"
     record waveguard "$r" "$t0" "$span" "$tx0" "$c0"
     for ((i = 0; i <= hosts; i++)); do
@@ -246,7 +261,7 @@ record() {
         "$(echo "($tx - $tx0) / $bytes" | bc -l)" "$cpu" "$pcpu" | tee -a "$results"
 }
 
-echo "race: $hosts downloaders + 1 seeder, $size, every host ${rate} up and down (tc tbf), $runs runs each"
+echo "race: $hosts downloaders + 1 seeder, $size, every host ${rate} up and down (tc tbf), $runs runs each, waveguard's own throttles: $agent_throttle"
 for ((r = 1; r <= runs; r++)); do
     [[ $tools == *waveguard* ]] && run_waveguard "$r"
     [[ $tools == *libtorrent* ]] && run_libtorrent "$r"

@@ -24,6 +24,7 @@
 #   netns.sh run NAME --bin WAVEGUARD --work DIR --root ROOT_JSON
 #                    [--seeder I --repo DIR] [--agents LIST] [--wan-fetchers N]
 #                    [--config-extra FILE] [--only seeder|agents] [--wait SECS]
+#                    [--throttle UP:DOWN]
 #       Starts `waveguard seed DIR` on host I (if --seeder) and `waveguard
 #       agent` on every host in LIST (default: every host but the seeder;
 #       LIST is e.g. "1-3,5"), each with a generated config in DIR/hostI/
@@ -37,6 +38,9 @@
 #       --only starts just the seeder or just the agents (both still need
 #       --seeder, for the bootstrap address), so a seeder can be ready first.
 #       --wait waits until every started process answers `waveguard status`.
+#       --throttle sets every started process's own upload and download
+#       limits in bytes per second (0 = off, the default), for runs where the
+#       agents should know their rates as well as the kernel enforcing them.
 #   netns.sh stop NAME
 #       Kills every process in NAME's namespaces; the namespaces stay.
 #   netns.sh down NAME
@@ -303,9 +307,10 @@ role = "$role"
 listen = ["/ip4/0.0.0.0/tcp/$PORT"]
 bootstrap = [$bootstrap]
 mdns = true
-# The kernel's tbf limits every host; the agent's own throttles stay off.
-upload_bytes_per_sec = 0
-download_bytes_per_sec = 0
+# The kernel's tbf limits every host; the agent's own throttles are off unless
+# the run passed --throttle.
+upload_bytes_per_sec = $THROTTLE_UP
+download_bytes_per_sec = $THROTTLE_DOWN
 
 [api]
 listen = "127.0.0.1:7070"
@@ -334,7 +339,7 @@ cmd_run() {
     check_name "$name"
     need_root
     load_hosts "$name"
-    BIN="" WORK="" ROOT="" WAN_FETCHERS=2 EXTRA=""
+    BIN="" WORK="" ROOT="" WAN_FETCHERS=2 EXTRA="" THROTTLE_UP=0 THROTTLE_DOWN=0
     local seeder="" repo="" agents="" wait=0 only=""
     while (($#)); do
         (($# >= 2)) || die "run: option '$1' needs a value"
@@ -349,6 +354,10 @@ cmd_run() {
             --config-extra) EXTRA=$2 ;;
             --wait) wait=$2 ;;
             --only) only=$2 ;;
+            --throttle)
+                [[ $2 =~ ^([0-9]+):([0-9]+)$ ]] || die "run: --throttle takes UP:DOWN in bytes per second, not '$2'"
+                THROTTLE_UP=${BASH_REMATCH[1]} THROTTLE_DOWN=${BASH_REMATCH[2]}
+                ;;
             *) die "run: unknown option '$1' (see the top of $0)" ;;
         esac
         shift 2
