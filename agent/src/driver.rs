@@ -630,9 +630,6 @@ impl Driver {
                 request_id,
                 data,
             }),
-            NetEvent::ResponseSent { to, request_id } => {
-                Some(Input::ResponseSent { to, request_id })
-            }
             NetEvent::RequestFailed { request_id, reason } => {
                 debug!(request_id, ?reason, "request failed");
                 Some(Input::RequestFailed { request_id })
@@ -783,9 +780,7 @@ impl Driver {
                 data,
             } => self.net.send_request(to, request_id, data),
             Output::Respond {
-                to,
-                request_id,
-                data,
+                request_id, data, ..
             } => {
                 let data = match self.fault {
                     Some(Fault::CorruptUploads) => corrupt_chunk_response(data),
@@ -793,9 +788,6 @@ impl Driver {
                 };
                 if let Err(e) = self.net.respond(request_id, data) {
                     debug!(%e, "respond");
-                    // Nothing goes out: the engine must not count it as on its way.
-                    self.node
-                        .handle_input(now(), Input::ResponseSent { to, request_id });
                 }
             }
             Output::LoadChunk {

@@ -203,15 +203,6 @@ pub const DOWNLOAD_WINDOW_MS: u64 = REQUEST_TIMEOUT_MS / 2;
 /// times the bound and 50 nodes behind a slow seeder from 2.0 to 1.27
 /// (docs/benchmarks.md).
 pub const UPLOAD_BACKLOG_MS: u64 = 500;
-/// Without a configured upload rate, most bytes of chunks a node has
-/// promised to peers and not yet seen reported sent
-/// ([`crate::node::Input::ResponseSent`]); an empty backlog still takes any
-/// one chunk. Four average chunks: enough to keep a link busy between the
-/// driver's reports, few enough that each chunk crosses the link in a few
-/// seconds even at 20 Mbit/s, instead of every request at once crawling
-/// (16 agents on 20 Mbit/s links with nothing to pace by took 2.2–2.4 times
-/// the P2P lower bound; docs/benchmarks.md).
-pub const UNMETERED_UPLOAD_WINDOW: u64 = 4 * 1024 * 1024;
 /// How long an upload-limited node holds a chunk back from other peers after
 /// sending it once, in milliseconds (their requests wait behind requests for
 /// other chunks, and go only when its upload would otherwise idle): long

@@ -44,15 +44,6 @@ pub enum NetEvent {
         /// The response frame, unchanged.
         data: Vec<u8>,
     },
-    /// A response given with [`super::Network::respond`] was written to its
-    /// stream in full, or failed (the connection closed): either way it no
-    /// longer occupies the upload.
-    ResponseSent {
-        /// The peer it went to.
-        to: NodeId,
-        /// The handle it was given under.
-        request_id: u64,
-    },
     /// One of our requests ended without a response.
     RequestFailed {
         /// The `request_id` given to [`super::Network::send_request`].

@@ -74,12 +74,6 @@ pub struct Network {
     ready: VecDeque<NetEvent>,
     verdicts: HandleMap<PendingVerdict>,
     responses: HandleMap<PendingResponse>,
-    /// Responses handed to the transport and not yet reported written or
-    /// failed, to report them as [`NetEvent::ResponseSent`] under the handle
-    /// the driver knows (at most `MAX_PENDING_RESPONSES`; the oldest is
-    /// reported at once to make room).
-    sending: HashMap<InboundRequestId, (NodeId, u64)>,
-    sending_order: VecDeque<InboundRequestId>,
     requests: HashMap<OutboundRequestId, PendingRequest>,
     /// Connected peers and their payload traffic (bounded by the connection limits).
     traffic: HashMap<PeerId, Traffic>,
@@ -117,8 +111,6 @@ impl Network {
             ready: VecDeque::new(),
             verdicts: HandleMap::new(MAX_PENDING_VERDICTS),
             responses: HandleMap::new(MAX_PENDING_RESPONSES),
-            sending: HashMap::new(),
-            sending_order: VecDeque::new(),
             requests: HashMap::new(),
             traffic: HashMap::new(),
             bans: VecDeque::new(),
@@ -322,38 +314,7 @@ impl Network {
             .send_response(pending.channel, data)
             .map_err(|_| RespondError::Closed(request_id))?;
         self.count(&pending.peer, len, 0);
-        if let Some(to) = node_id_of_peer(&pending.peer) {
-            self.note_sending(pending.id, to, request_id);
-        }
         Ok(())
-    }
-
-    /// Remembers a response on its way, for [`NetEvent::ResponseSent`].
-    fn note_sending(&mut self, id: InboundRequestId, to: NodeId, request_id: u64) {
-        while self.sending.len() >= MAX_PENDING_RESPONSES {
-            let Some(old) = self.sending_order.pop_front() else {
-                break;
-            };
-            self.sent(old);
-        }
-        self.sending.insert(id, (to, request_id));
-        self.sending_order.push_back(id);
-    }
-
-    /// Reports a response written (or failed) to the driver, if it was one of ours.
-    fn sent(&mut self, id: InboundRequestId) {
-        if let Some((to, request_id)) = self.sending.remove(&id) {
-            self.ready
-                .push_back(NetEvent::ResponseSent { to, request_id });
-        }
-        // The order queue keeps ids already reported; drop them from its front.
-        while self
-            .sending_order
-            .front()
-            .is_some_and(|id| !self.sending.contains_key(id))
-        {
-            self.sending_order.pop_front();
-        }
     }
 
     /// Disconnects a peer and refuses its connections from now on. At most
@@ -619,9 +580,8 @@ impl Network {
                 // Its channel is dead; forget the handle so respond() says so.
                 self.responses
                     .remove_where(|p| p.peer == peer && p.id == request_id);
-                self.sent(request_id);
             }
-            Event::ResponseSent { request_id, .. } => self.sent(request_id),
+            Event::ResponseSent { .. } => {}
         }
     }
 

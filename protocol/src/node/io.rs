@@ -128,18 +128,6 @@ pub enum Input {
     /// isolated site): each is verified exactly like a report from gossip and, when the
     /// ledger takes it as new, broadcast on the health topic so the mesh sees it too.
     Health(Vec<SignedHealth>),
-    /// The response to `request_id` of `to` ([`Output::Respond`]) has been
-    /// handed to the transport in full, or could not be (the connection
-    /// closed). Drivers without a configured upload rate MUST report every
-    /// response this way: the engine then paces its uploads by these reports
-    /// (at most [`crate::limits::UNMETERED_UPLOAD_WINDOW`] bytes of chunks
-    /// promised and not yet reported). Reports for other responses are ignored.
-    ResponseSent {
-        /// The peer the response went to.
-        to: NodeId,
-        /// The request it answered, as in [`Output::Respond`].
-        request_id: u64,
-    },
     /// At start-up, a record kept from [`Output::StoreRollout`] before the node stopped: the
     /// release resumes where it was (baking, healthy, rolled back, halted) instead of being
     /// installed again. Feed it after [`Input::ChunksHeld`] and [`Input::ChunkList`].

@@ -13,9 +13,7 @@
 //! 2. After every `handle_input`, drain [`Node::poll_output`] until it returns
 //!    [`Output::Timeout`]: carry out each action, in order, and arm a timer for
 //!    the timeout. Results of actions come back later as inputs
-//!    (`StoreChunk` → `ChunkStored`, `Install` → `InstallFinished`, …), and
-//!    each `Respond` is followed by [`Input::ResponseSent`] once the transport
-//!    has taken it, which paces uploads when no upload rate is configured.
+//!    (`StoreChunk` → `ChunkStored`, `Install` → `InstallFinished`, …).
 //!
 //! The node never blocks, never reads a clock, never does I/O and draws
 //! randomness only from the seed in [`NodeConfig`], so the same inputs at the
@@ -305,7 +303,6 @@ impl Node {
             Input::ChunkStored { hash } => self.on_chunk_stored(hash),
             Input::ChunkStoreFailed { hash, reason } => self.on_chunk_store_failed(hash, reason),
             Input::ChunkLoaded { token, data } => self.on_chunk_loaded(token, data),
-            Input::ResponseSent { to, request_id } => self.on_response_sent(to, request_id),
             Input::ChunksHeld(hashes) => self.on_chunks_held(hashes),
             Input::ChunkLost { hash } => self.on_chunk_lost(hash),
             Input::Metadata(bundle) => {

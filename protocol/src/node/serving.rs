@@ -1,8 +1,7 @@
 //! Answering peers: metadata, availability, chunk lists and chunks, with a
 //! per-peer bound on concurrent chunk loads and re-verification of every chunk
 //! read back from the store before it is sent, and an upload backlog: once
-//! the upload (its configured rate, or without one the sends the driver has
-//! not yet reported done) could not take more in time, chunk requests wait
+//! the configured upload rate could not send more in time, chunk requests wait
 //! (stragglers first, see [`crate::fetch::waiting`]) or are answered `Busy`.
 
 use super::{Node, NodeEvent, Output};
@@ -46,7 +45,6 @@ impl Serving {
 
     pub(super) fn forget_peer(&mut self, peer: &NodeId) {
         self.per_peer.remove(peer);
-        self.backlog.forget_peer(peer);
         self.waiting.remove_peer(peer);
         self.held_by.remove(peer);
     }
@@ -190,9 +188,7 @@ impl Node {
                             && !self.serving.backlog.held_back(now, &entry.hash, &from)
                             && self.serving.backlog.has_room(now, length)
                         {
-                            self.serving
-                                .backlog
-                                .accept(now, &entry.hash, &from, request_id, length);
+                            self.serving.backlog.accept(now, &entry.hash, &from, length);
                             self.load_for(from, request_id, release, index, entry.hash, length);
                             return;
                         }
@@ -287,9 +283,7 @@ impl Node {
                 self.respond(w.peer, w.request_id, Response::NotFound);
                 continue;
             }
-            self.serving
-                .backlog
-                .accept(now, &w.hash, &w.peer, w.request_id, w.length);
+            self.serving.backlog.accept(now, &w.hash, &w.peer, w.length);
             self.load_for(w.peer, w.request_id, w.release, w.index, w.hash, w.length);
         }
     }
@@ -323,19 +317,9 @@ impl Node {
             }
             (None, _) => Response::NotFound,
         };
-        let is_chunk = matches!(response, Response::Chunk(_));
         if self.peers.contains(&load.peer) {
             self.respond(load.peer, load.request_id, response);
         }
-        if !is_chunk || !self.peers.contains(&load.peer) {
-            // Nothing of the chunk's size goes out after all.
-            self.serving.backlog.sent(&load.peer, load.request_id);
-        }
-    }
-
-    /// The driver reports the response to `request_id` of `to` sent (or given up).
-    pub(super) fn on_response_sent(&mut self, to: NodeId, request_id: u64) {
-        self.serving.backlog.sent(&to, request_id);
     }
 
     /// Drops a chunk we believed we held (damaged or missing in the store) so it is fetched again.

@@ -69,21 +69,6 @@ impl Mesh {
                         data,
                     };
                     self.send(i, requester, len, kind, input, Some((requester, their_id)));
-                    if super::transport::engine_bandwidth(&self.topology, i)
-                        .upload
-                        .is_none()
-                    {
-                        // An unlimited uplink has sent it at once; the engine paces by
-                        // these reports when it knows no rate (calling contract).
-                        let to = self.nodes[requester].engine.id();
-                        self.queue.push(
-                            self.now,
-                            Event::Deliver {
-                                to: i,
-                                input: Input::ResponseSent { to, request_id },
-                            },
-                        );
-                    }
                 }
             }
             Output::LoadChunk { token, hash: h, .. } => {
