@@ -16,11 +16,13 @@
 #   race.sh [--hosts 16] [--size 256MiB] [--rate 100mbit] [--runs 3]
 #           [--chunk-avg 1MiB] [--piece-kib 0] [--tools waveguard,libtorrent]
 #           [--bin target/release/waveguard] [--work DIR] [--name race]
-#           [--agent-throttle off|up|both]
+#           [--agent-throttle off|up|both] [--sysctl KEY=VALUE]...
 #
 # --agent-throttle tells the waveguard processes their own rate as well (their
 # config's upload and/or download bytes per second, set to --rate's payload
 # share), on top of the kernel's tbf; off (the default) leaves them unlimited.
+# --sysctl sets a network sysctl in every host's namespace, for both tools
+# (e.g. net.ipv4.tcp_congestion_control=bbr, net.ipv4.tcp_notsent_lowat=131072).
 #
 # Needs: root, ip/tc, /usr/bin/python3 with libtorrent (apt-get install
 # python3-libtorrent), and a release build of waveguard
@@ -34,6 +36,7 @@ PY=${PYTHON:-/usr/bin/python3}
 
 hosts=16 size=256MiB rate=100mbit runs=3 chunk_avg=1MiB piece_kib=0
 tools=waveguard,libtorrent name=race agent_throttle=off
+sysctls=()
 bin=$repo_root/target/release/waveguard work=""
 while (($#)); do
     (($# >= 2)) || { echo "race.sh: option '$1' needs a value" >&2; exit 2; }
@@ -49,6 +52,7 @@ while (($#)); do
         --work) work=$2 ;;
         --name) name=$2 ;;
         --agent-throttle) agent_throttle=$2 ;;
+        --sysctl) sysctls+=("$2") ;;
         *) echo "race.sh: unknown option '$1' (see the top of $0)" >&2; exit 2 ;;
     esac
     shift 2
@@ -118,6 +122,11 @@ fi
 trap '"$netns" down "$name" >/dev/null 2>&1 || true' EXIT
 trap 'exit 130' INT TERM
 ns() { echo "wg-$name-$1"; }
+for kv in ${sysctls[@]+"${sysctls[@]}"}; do
+    for ((i = 0; i <= hosts; i++)); do
+        ip netns exec "$(ns "$i")" sysctl -qw "$kv" || die "cannot set sysctl '$kv' in host $i's namespace"
+    done
+done
 ip_of() { "$netns" hosts "$name" | awk -v i="$1" '$1 == i {print $4}'; }
 peers=$(for ((i = 0; i <= hosts; i++)); do ip_of "$i"; done | paste -sd,)
 
@@ -143,9 +152,19 @@ proc_cpu() {
     echo "scale=1; $ticks / $(getconf CLK_TCK)" | bc
 }
 tx_bytes() { ip netns exec "$(ns "$1")" cat /sys/class/net/eth0/statistics/tx_bytes; }
+# Packets every tbf of the testbed has dropped so far (queue full: the senders overran the rate).
+tbf_drops() {
+    local n total=0 d
+    for n in $(ip netns list | awk -v p="wg-$name-" 'index($1, p) == 1 {print $1}'); do
+        d=$(ip netns exec "$n" tc -s qdisc show 2>/dev/null |
+            awk '/^qdisc tbf/ {t = 1; next} t && /dropped/ {gsub(/[(),]/, ""); for (i = 1; i < NF; i++) if ($i == "dropped") s += $(i + 1); t = 0} END {print s + 0}')
+        total=$((total + d))
+    done
+    echo "$total"
+}
 
 results=$work/results.tsv
-echo -e "tool\trun\tseconds\tfirst_s\tseeder_tx_copies\tcpu_busy_pct\tprocess_cpu_s" >"$results"
+echo -e "tool\trun\tseconds\tfirst_s\tseeder_tx_copies\tcpu_busy_pct\tprocess_cpu_s\ttbf_drops" >"$results"
 
 # Waits until every leecher 1..hosts is done per $1 (a function of the host
 # index, true when done); prints the first and last finish times after t0.
@@ -202,6 +221,7 @@ run_waveguard() {
     tx0=$(tx_bytes 0)
     c0=$(cpu_sample)
     P0=$(proc_cpu)
+    D0=$(tbf_drops)
     t0=$(now)
     RUST_LOG=${RUST_LOG:-warn} "$netns" run "$name" --bin "$bin" --work "$W" \
         --root "$v/repo/metadata/1.root.json" --seeder 0 --repo "$v/repo" --only agents \
@@ -232,6 +252,7 @@ run_libtorrent() {
     tx0=$(tx_bytes 0)
     c0=$(cpu_sample)
     P0=$(proc_cpu)
+    D0=$(tbf_drops)
     t0=$(now)
     for ((i = 1; i <= hosts; i++)); do
         mkdir -p "$W/lt$i"
@@ -250,18 +271,19 @@ run_libtorrent() {
 # use and the CPU time the tool's processes used during the run (kernel network
 # work done in softirq context is not in it).
 record() {
-    local tool=$1 r=$2 t0=$3 span=$4 tx0=$5 c0=$6 first last tx secs first_s cpu pcpu
+    local tool=$1 r=$2 t0=$3 span=$4 tx0=$5 c0=$6 first last tx secs first_s cpu pcpu drops
     read -r first last <<<"$span"
     tx=$(tx_bytes 0)
     cpu=$(cpu_busy "$c0" "$(cpu_sample)")
     pcpu=$(echo "$(proc_cpu) - $P0" | bc)
+    drops=$(($(tbf_drops) - D0))
     secs=$(echo "$last - $t0" | bc)
     first_s=$(echo "$first - $t0" | bc)
-    printf "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\n" "$tool" "$r" "$secs" "$first_s" \
-        "$(echo "($tx - $tx0) / $bytes" | bc -l)" "$cpu" "$pcpu" | tee -a "$results"
+    printf "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\n" "$tool" "$r" "$secs" "$first_s" \
+        "$(echo "($tx - $tx0) / $bytes" | bc -l)" "$cpu" "$pcpu" "$drops" | tee -a "$results"
 }
 
-echo "race: $hosts downloaders + 1 seeder, $size, every host ${rate} up and down (tc tbf), $runs runs each, waveguard's own throttles: $agent_throttle"
+echo "race: $hosts downloaders + 1 seeder, $size, every host ${rate} up and down (tc tbf), $runs runs each, waveguard's own throttles: $agent_throttle, sysctls: ${sysctls[*]:-none}"
 for ((r = 1; r <= runs; r++)); do
     [[ $tools == *waveguard* ]] && run_waveguard "$r"
     [[ $tools == *libtorrent* ]] && run_libtorrent "$r"
@@ -286,5 +308,5 @@ printf "\nP2P lower bound max(F/u_s, F/d, N*F/(u_s + N*u)) = F/u = %.1f s (F = %
 if [[ -n $wg && -n $lt ]]; then
     printf "ratio waveguard / libtorrent (medians) = %.2f\n" "$(echo "$wg / $lt" | bc -l)"
 fi
-echo "per-run rows (first finisher, seeder upload in copies, machine CPU busy %, the tool's CPU seconds) in $results"
+echo "per-run rows (first finisher, seeder upload in copies, machine CPU busy %, the tool's CPU seconds, packets the tbf queues dropped) in $results"
 echo "the file and the release directory stay in $work (about twice --size); remove it when done"
