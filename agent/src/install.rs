@@ -61,6 +61,16 @@ pub enum InstallError {
     NoPrevious(String),
 }
 
+impl InstallError {
+    /// Whether a file-system step failed because the disk (or quota) is full:
+    /// then nothing of this install is active, and trying again once there is
+    /// space can succeed (the driver waits rather than fail the release).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, InstallError::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
+    }
+}
+
 /// What to install.
 #[derive(Clone, Debug)]
 pub struct InstallRequest<'a> {
