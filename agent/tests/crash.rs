@@ -234,10 +234,18 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
             break;
         }
         std::thread::sleep(rng.millis(0, 1500));
+        let held = subject
+            .node
+            .status()
+            .and_then(|s| s.releases.into_iter().find(|r| r.id == v1.release))
+            .map(|r| format!("{}/{}", r.chunks_stored, r.chunks_total));
         subject.kill();
         done_download += 1;
         let v = check_after_kill(&data, &[&v1]);
-        outcomes.push(format!("download kill {k}: current {v:?}"));
+        outcomes.push(format!(
+            "download kill {k}: about {} chunks held, current {v:?}",
+            held.as_deref().unwrap_or("?")
+        ));
     }
     subject.start();
     subject.wait(PHASE_LIMIT, "1.0.0 installed and healthy", |s| {

@@ -225,6 +225,7 @@ fn a_full_disk_pauses_fetching_keeps_serving_and_recovers_when_space_returns() {
     );
     assert!(status.counters.disk_full, "{:?}", status.counters);
     assert_eq!(check_chunk_files(&a.data), total as usize);
+    println!("all {total} chunks held, staging waits for space (state staging, disk_full)");
 
     // --- Space back: staged, installed, the published bytes. ---
     mount.remove_ballast();
@@ -233,6 +234,10 @@ fn a_full_disk_pauses_fetching_keeps_serving_and_recovers_when_space_returns() {
             .and_then(|s| state_of(&s, &v1.release))
             .filter(|s| matches!(s.as_str(), "baking" | "healthy"))
     });
+    println!(
+        "installed after the ballast went; {} chunk writes failed on the full disk",
+        a.status().map_or(0, |s| s.counters.store_failures)
+    );
     let (_, hash) = installed(&a.data, PRODUCT).expect("a current version");
     assert_eq!(hash, v1.blake3, "the installed artifact is the published one");
     let status = a.status().expect("A answers");
