@@ -463,11 +463,7 @@ impl Driver {
 
     /// Background work's record of a write that found the disk full (`true`)
     /// or succeeded (`false`).
-    fn disk_outcome(
-        counters: &Arc<Mutex<Counters>>,
-        no_space: &Arc<AtomicU64>,
-        full: bool,
-    ) {
+    fn disk_outcome(counters: &Arc<Mutex<Counters>>, no_space: &Arc<AtomicU64>, full: bool) {
         if full {
             no_space.fetch_add(1, Ordering::Relaxed);
         }

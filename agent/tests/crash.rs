@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 const PRODUCT: &str = "acme";
 /// The agent's download limit: slow enough that a few MiB take seconds.
 const DOWNLOAD_LIMIT: u64 = 512 * 1024;
-/// How long the install hook of 2.0.0 and every rollback hook sleep: the window kills aim at.
-const HOOK_SLEEP_SECS: u64 = 3;
+/// How long the install and activate hooks of 2.0.0 and every rollback hook sleep: the
+/// windows kills aim at (an install kill lands before or after the switch of `current`).
+const HOOK_SLEEP_SECS: u64 = 2;
 /// Generous on a loaded two-core machine: start-up, fetching, hooks.
 const START_LIMIT: Duration = Duration::from_secs(60);
 const PHASE_LIMIT: Duration = Duration::from_secs(240);
@@ -99,7 +100,10 @@ impl Subject {
                 return t;
             }
             if let Some(code) = self.daemon.as_mut().and_then(Daemon::exited) {
-                panic!("the agent exited ({code}) waiting for {what}; log:\n{}", self.log());
+                panic!(
+                    "the agent exited ({code}) waiting for {what}; log:\n{}",
+                    self.log()
+                );
             }
             assert!(
                 start.elapsed() < limit,
@@ -161,7 +165,10 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(12);
-    assert!(kills >= 3, "WG_CRASH_KILLS must be at least 3 (one per phase)");
+    assert!(
+        kills >= 3,
+        "WG_CRASH_KILLS must be at least 3 (one per phase)"
+    );
     let mut rng = Rng::from_env("WG_CRASH_SEED");
     let k_install = kills / 4;
     let k_rollback = kills / 4;
@@ -193,18 +200,25 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
     let node = Node::new(&agent_dir, &agent_dir.join("data"));
     let hooks_log = agent_dir.join("hooks.log");
     let hl = arg(&hooks_log);
-    // 2.0.0's install hook and every rollback hook sleep so kills land inside them;
+    // 2.0.0's install and activate hooks and every rollback hook sleep so kills land inside them;
     // 3.0.0's probe fails, so 3.0.0 rolls back to 2.0.0.
     let hooks = format!(
         "[hooks]\n\
          install = [\"sh\", \"-c\", \"echo \\\"install $WAVEGUARD_VERSION\\\" >> {hl}; \
          if [ $WAVEGUARD_VERSION = 2.0.0 ]; then sleep {HOOK_SLEEP_SECS}; fi\"]\n\
+         activate = [\"sh\", \"-c\", \"if [ $WAVEGUARD_VERSION = 2.0.0 ]; then sleep {HOOK_SLEEP_SECS}; fi\"]\n\
          probe = [\"sh\", \"-c\", \"[ $WAVEGUARD_VERSION != 3.0.0 ]\"]\n\
          rollback = [\"sh\", \"-c\", \"echo \\\"rollback $WAVEGUARD_VERSION\\\" >> {hl}; \
          sleep {HOOK_SLEEP_SECS}\"]\n\
          timeout_secs = 60\n"
     );
-    let config = node.write_config("endpoint", &vendor.root(), &[&seeder], DOWNLOAD_LIMIT, &hooks);
+    let config = node.write_config(
+        "endpoint",
+        &vendor.root(),
+        &[&seeder],
+        DOWNLOAD_LIMIT,
+        &hooks,
+    );
     let mut subject = Subject {
         node,
         config,
@@ -269,7 +283,8 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
         subject.wait(PHASE_LIMIT, "2.0.0's install hook to start", |s| {
             (s.hook_count("install 2.0.0") > before).then_some(())
         });
-        std::thread::sleep(rng.millis(0, HOOK_SLEEP_SECS * 1000));
+        // Inside the install hook or the activate hook after it.
+        std::thread::sleep(rng.millis(0, 2 * HOOK_SLEEP_SECS * 1000));
         subject.kill();
         let v = check_after_kill(&data, &[&v1, &v2]);
         assert!(v.is_some(), "a version is current after install kill {k}");
@@ -306,7 +321,9 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
     assert_eq!(check_after_kill(&data, &[&v2]).as_deref(), Some("2.0.0"));
     let final_status = subject.node.status().expect("status");
     assert_eq!(
-        state_of(&final_status, &v2.release).as_deref().map(|s| matches!(s, "baking" | "healthy")),
+        state_of(&final_status, &v2.release)
+            .as_deref()
+            .map(|s| matches!(s, "baking" | "healthy")),
         Some(true),
         "2.0.0 still runs: {final_status:?}"
     );
@@ -335,7 +352,10 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
         .collect();
     // A kill between a chunk's durable record and its log line hides it from `held` (it is
     // then neither logged nor requested again), so `held` may fall short of every chunk.
-    assert!(held.is_subset(&expected), "only published chunks were stored");
+    assert!(
+        held.is_subset(&expected),
+        "only published chunks were stored"
+    );
     assert_eq!(stored_total, held.len(), "no chunk was stored in two runs");
     assert!(
         held.len() + done_download >= expected.len(),

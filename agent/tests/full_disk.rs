@@ -36,7 +36,14 @@ impl Mount {
     fn new(dir: &Path, mib: u64) -> Result<Mount, String> {
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs", arg(dir)])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m"),
+                "tmpfs",
+                arg(dir),
+            ])
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !out.status.success() {
@@ -91,7 +98,8 @@ impl Mount {
                 .write(true)
                 .open(&path)
                 .expect("ballast");
-            f.set_len(len.saturating_sub(free - avail)).expect("shrink ballast");
+            f.set_len(len.saturating_sub(free - avail))
+                .expect("shrink ballast");
         }
     }
 
@@ -116,7 +124,11 @@ fn release_chunks(node: &Node, release: &str) -> Option<(u32, u32)> {
 
 fn chunk_bytes(data: &Path) -> u64 {
     let mut n = 0;
-    for d in fs::read_dir(data.join("chunks")).into_iter().flatten().flatten() {
+    for d in fs::read_dir(data.join("chunks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         for f in fs::read_dir(d.path()).into_iter().flatten().flatten() {
             n += f.metadata().map_or(0, |m| m.len());
         }
@@ -239,7 +251,10 @@ fn a_full_disk_pauses_fetching_keeps_serving_and_recovers_when_space_returns() {
         a.status().map_or(0, |s| s.counters.store_failures)
     );
     let (_, hash) = installed(&a.data, PRODUCT).expect("a current version");
-    assert_eq!(hash, v1.blake3, "the installed artifact is the published one");
+    assert_eq!(
+        hash, v1.blake3,
+        "the installed artifact is the published one"
+    );
     let status = a.status().expect("A answers");
     assert!(!status.counters.disk_full, "{:?}", status.counters);
     assert_eq!(check_chunk_files(&a.data), total as usize);

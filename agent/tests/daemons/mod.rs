@@ -256,7 +256,10 @@ impl Node {
         download_limit: u64,
         extra: &str,
     ) -> PathBuf {
-        let boot: Vec<String> = bootstrap.iter().map(|n| format!("{:?}", n.addr())).collect();
+        let boot: Vec<String> = bootstrap
+            .iter()
+            .map(|n| format!("{:?}", n.addr()))
+            .collect();
         let text = format!(
             "data_dir = {:?}\ntrusted_root = {:?}\nkey_file = {:?}\nrole = {role:?}\n\n\
              [network]\nlisten = [\"/ip4/127.0.0.1/tcp/{}\"]\nbootstrap = [{}]\nmdns = false\n\
