@@ -134,6 +134,9 @@ pub struct CountersView {
     pub chunks_rejected: u64,
     /// Verified chunks whose store write failed.
     pub store_failures: u64,
+    /// The last write to the data directory found the disk full (absent from older agents).
+    #[serde(default)]
+    pub disk_full: bool,
     /// Peers banned.
     pub peers_banned: u64,
     /// Inputs the engine refused.
@@ -363,6 +366,7 @@ impl CountersView {
             chunks_stored: c.chunks_stored,
             chunks_rejected: c.chunks_rejected,
             store_failures: c.store_failures,
+            disk_full: c.disk_full,
             peers_banned: c.peers_banned,
             inputs_refused: c.inputs_refused,
             traffic: PeerClass::ALL

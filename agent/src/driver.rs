@@ -18,6 +18,7 @@ use crate::metrics::{ClassTraffic, PeerClass, MAX_LAN_PEERS};
 use crate::net::{Discovery, NetEvent, Network, Traffic};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +39,20 @@ const COMMAND_QUEUE: usize = 16;
 
 /// How long [`Shared::submit_directive`] waits for the loop's answer.
 pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The `tracing` target of one debug line per chunk request sent and per
+/// chunk recorded in the store, so a test or an operator can follow chunk
+/// traffic (`RUST_LOG=info,waveguard::chunks=debug`) without the rest of the
+/// driver's debug output.
+pub const CHUNK_LOG_TARGET: &str = "waveguard::chunks";
+
+/// How long fetching pauses after the disk was found full, at first; each
+/// further full-disk failure while paused doubles it up to
+/// [`DISK_FULL_PAUSE_MAX`]. Fetching on is what tests whether space came
+/// back, so the pause bounds the bytes fetched and thrown away meanwhile.
+pub const DISK_FULL_PAUSE_MIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest pause of fetching (and between staging or install retries) on a full disk.
+pub const DISK_FULL_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `added` bytes over `elapsed` as bytes per second (zero without an interval).
 fn per_second(added: &ClassTraffic, elapsed: Option<std::time::Duration>) -> ClassTraffic {
@@ -82,6 +97,10 @@ pub struct Counters {
     pub chunks_rejected: u64,
     /// Inputs the engine refused (malformed or unwanted messages, local failures).
     pub inputs_refused: u64,
+    /// The last write to the data directory failed because the disk (or quota)
+    /// is full; cleared by the next write that succeeds. While set, fetching
+    /// pauses now and then (see [`DISK_FULL_PAUSE_MIN`]), serving goes on.
+    pub disk_full: bool,
     /// Payload bytes exchanged with peers by class (see [`crate::net::Traffic`]),
     /// sampled at most once per [`TRAFFIC_SAMPLE`]; bytes of a peer that
     /// disconnects between two samples are not counted.
@@ -348,6 +367,14 @@ pub struct Driver {
     /// WAN windows and the upload cap (`None`: the engine is never restricted).
     site: Option<crate::site::SiteState>,
     fault: Option<Fault>,
+    /// Full-disk failures seen by background work (chunk writes, staging, installs).
+    no_space: Arc<AtomicU64>,
+    /// [`Self::no_space`] when the loop last looked.
+    no_space_seen: u64,
+    /// Fetching is paused until then because the disk was full.
+    fetch_paused_until: Option<std::time::Instant>,
+    /// The next full-disk pause.
+    disk_pause: std::time::Duration,
 }
 
 impl Driver {
@@ -376,6 +403,72 @@ impl Driver {
             site_peers_sent: 0,
             site: None,
             fault: None,
+            no_space: Arc::new(AtomicU64::new(0)),
+            no_space_seen: 0,
+            fetch_paused_until: None,
+            disk_pause: DISK_FULL_PAUSE_MIN,
+        }
+    }
+
+    /// The transfer policy the engine should follow now: the site's, with
+    /// fetching off while paused for a full disk (serving goes on: what is
+    /// held is still good).
+    fn effective_policy(&self) -> waveguard_protocol::fetch::TransferPolicy {
+        let mut policy = self
+            .site
+            .as_ref()
+            .and_then(|s| s.current)
+            .unwrap_or_default();
+        if self.fetch_paused_until.is_some() {
+            policy.lan_fetch = false;
+            policy.wan_fetch = false;
+        }
+        policy
+    }
+
+    /// Pauses fetching when background work found the disk full, and resumes
+    /// it when the pause is over (a chunk stored then shows space came back;
+    /// another failure pauses again, for longer).
+    fn check_disk(&mut self) {
+        let failures = self.no_space.load(Ordering::Relaxed);
+        let changed = if failures != self.no_space_seen {
+            self.no_space_seen = failures;
+            if self.fetch_paused_until.is_some() {
+                false
+            } else {
+                warn!(
+                    pause = ?self.disk_pause,
+                    "the disk is full: fetching paused (still serving held chunks); free some space"
+                );
+                self.fetch_paused_until = Some(std::time::Instant::now() + self.disk_pause);
+                self.disk_pause = (self.disk_pause * 2).min(DISK_FULL_PAUSE_MAX);
+                true
+            }
+        } else if self
+            .fetch_paused_until
+            .is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            self.fetch_paused_until = None;
+            info!("fetching again after a full disk");
+            true
+        } else {
+            false
+        };
+        if changed {
+            let policy = self.effective_policy();
+            self.node.handle_input(now(), Input::TransferPolicy(policy));
+            self.drain_outputs();
+        }
+    }
+
+    /// Background work's record of a write that found the disk full (`true`)
+    /// or succeeded (`false`).
+    fn disk_outcome(counters: &Arc<Mutex<Counters>>, no_space: &Arc<AtomicU64>, full: bool) {
+        if full {
+            no_space.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut c) = counters.lock() {
+            c.disk_full = full;
         }
     }
 
@@ -421,6 +514,7 @@ impl Driver {
                 month_wan_upload = status.wan_upload_bytes,
                 "transfer policy"
             );
+            let policy = self.effective_policy();
             self.node.handle_input(now(), Input::TransferPolicy(policy));
             self.drain_outputs();
         }
@@ -489,10 +583,15 @@ impl Driver {
                 () = tokio::time::sleep(wait) => Some(Input::Tick),
                 _ = sampler.tick() => {
                     self.sample_traffic();
+                    self.check_disk();
                     continue;
                 }
             };
             if let Some(input) = input {
+                if matches!(input, Input::ChunkStored { .. }) {
+                    // The disk takes chunks again: a later full disk starts with a short pause.
+                    self.disk_pause = DISK_FULL_PAUSE_MIN;
+                }
                 self.node.handle_input(now(), input);
             }
             self.drain();
@@ -660,6 +759,7 @@ impl Driver {
     fn drain(&mut self) {
         self.drain_outputs();
         self.sample_traffic();
+        self.check_disk();
     }
 
     /// Carries out everything the engine asked for and publishes its status.
@@ -778,7 +878,14 @@ impl Driver {
                 to,
                 request_id,
                 data,
-            } => self.net.send_request(to, request_id, data),
+            } => {
+                if let Ok(waveguard_protocol::wire::Request::Chunk { release, index }) =
+                    waveguard_protocol::wire::Request::decode(&data)
+                {
+                    debug!(target: CHUNK_LOG_TARGET, %release, index, peer = %to, "chunk requested");
+                }
+                self.net.send_request(to, request_id, data)
+            }
             Output::Respond {
                 request_id, data, ..
             } => {
@@ -803,13 +910,35 @@ impl Driver {
             }
             Output::StoreChunk { hash, data } => {
                 let store = self.store.clone();
-                self.count(|c| c.chunks_stored += 1);
+                let (counters, no_space) = (self.shared.counters.clone(), self.no_space.clone());
                 self.background(move || match store.put_chunk(&hash, &data) {
-                    Ok(()) => Input::ChunkStored { hash },
-                    Err(e) => Input::ChunkStoreFailed {
-                        hash,
-                        reason: e.to_string(),
-                    },
+                    Ok(()) => {
+                        // Logged once the record is durable: a test reads this line as
+                        // "held, never to be fetched again", also across a crash.
+                        debug!(target: CHUNK_LOG_TARGET, chunk = %hex::encode(hash), "chunk stored");
+                        if let Ok(mut c) = counters.lock() {
+                            c.chunks_stored += 1;
+                        }
+                        Driver::disk_outcome(&counters, &no_space, false);
+                        Input::ChunkStored { hash }
+                    }
+                    Err(e) => {
+                        let full = matches!(e, crate::store::PutError::NoSpace { .. });
+                        if full {
+                            // The driver loop logs the full disk once per pause.
+                            debug!(chunk = %hex::encode(hash), %e, "chunk not stored");
+                        } else {
+                            warn!(chunk = %hex::encode(hash), %e, "chunk not stored");
+                        }
+                        if let Ok(mut c) = counters.lock() {
+                            c.store_failures += 1;
+                        }
+                        Driver::disk_outcome(&counters, &no_space, full);
+                        Input::ChunkStoreFailed {
+                            hash,
+                            reason: e.to_string(),
+                        }
+                    }
                 });
             }
             Output::StoreChunkList { release, data } => {
@@ -837,21 +966,53 @@ impl Driver {
             } => {
                 self.targets.insert(release, target_path.clone());
                 let store = self.store.clone();
-                self.background(move || {
-                    match store.assemble(&release, &target_path, length, &blake3, &chunks) {
-                        Ok(_) => Input::ArtifactStaged {
-                            release,
-                            result: Ok(()),
-                        },
-                        // Our store lost a chunk: fetch it again instead of giving the release up.
-                        Err(e) => match e.lost_chunk() {
-                            Some(hash) => Input::ChunkLost { hash },
-                            None => Input::ArtifactStaged {
-                                release,
-                                result: Err(e.to_string()),
+                let tx = self.local_tx.clone();
+                let (counters, no_space) = (self.shared.counters.clone(), self.no_space.clone());
+                tokio::spawn(async move {
+                    let mut pause = DISK_FULL_PAUSE_MIN;
+                    let input = loop {
+                        let (store, target_path, chunks) =
+                            (store.clone(), target_path.clone(), chunks.clone());
+                        let assembled = tokio::task::spawn_blocking(move || {
+                            store.assemble(&release, &target_path, length, &blake3, &chunks)
+                        })
+                        .await;
+                        match assembled {
+                            Ok(Ok(_)) => {
+                                Driver::disk_outcome(&counters, &no_space, false);
+                                break Input::ArtifactStaged {
+                                    release,
+                                    result: Ok(()),
+                                };
+                            }
+                            // A full disk is this machine's problem, not the release's: wait
+                            // for space instead of failing the release (which would halt it).
+                            Ok(Err(e @ crate::store::AssembleError::NoSpace { .. })) => {
+                                warn!(%release, %e, retry_in = ?pause, "cannot stage the artifact: the disk is full");
+                                Driver::disk_outcome(&counters, &no_space, true);
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(DISK_FULL_PAUSE_MAX);
+                            }
+                            // Our store lost a chunk: fetch it again instead of giving the release up.
+                            Ok(Err(e)) => match e.lost_chunk() {
+                                Some(hash) => break Input::ChunkLost { hash },
+                                None => {
+                                    break Input::ArtifactStaged {
+                                        release,
+                                        result: Err(e.to_string()),
+                                    }
+                                }
                             },
-                        },
-                    }
+                            Err(e) => {
+                                break Input::ArtifactStaged {
+                                    release,
+                                    result: Err(format!("staging stopped: {e}")),
+                                }
+                            }
+                        }
+                    };
+                    // The loop has stopped only when the agent shuts down; nothing to do then.
+                    let _ = tx.send(input).await;
                 });
             }
             Output::Install {
@@ -865,19 +1026,31 @@ impl Driver {
                     .map(|t| self.store.staged_path(&release, t));
                 let installer = self.installer.clone();
                 let tx = self.local_tx.clone();
+                let (counters, no_space) = (self.shared.counters.clone(), self.no_space.clone());
                 tokio::spawn(async move {
-                    let result = match staged {
-                        Some(path) => installer
+                    let mut pause = DISK_FULL_PAUSE_MIN;
+                    let result = loop {
+                        let Some(path) = &staged else {
+                            break Err("the staged artifact is gone".to_string());
+                        };
+                        let installed = installer
                             .install(InstallRequest {
                                 release: &release,
                                 product: &product,
                                 version: &version,
-                                staged: &path,
+                                staged: path,
                             })
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
-                        None => Err("the staged artifact is gone".to_string()),
+                            .await;
+                        match installed {
+                            // As when staging: wait for space rather than report the release failed.
+                            Err(e) if e.is_no_space() => {
+                                warn!(%release, %e, retry_in = ?pause, "cannot install: the disk is full");
+                                Driver::disk_outcome(&counters, &no_space, true);
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(DISK_FULL_PAUSE_MAX);
+                            }
+                            other => break other.map(|_| ()).map_err(|e| e.to_string()),
+                        }
                     };
                     let _ = tx.send(Input::InstallFinished { release, result }).await;
                 });

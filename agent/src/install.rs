@@ -61,6 +61,16 @@ pub enum InstallError {
     NoPrevious(String),
 }
 
+impl InstallError {
+    /// Whether a file-system step failed because the disk (or quota) is full:
+    /// then nothing of this install is active, and trying again once there is
+    /// space can succeed (the driver waits rather than fail the release).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, InstallError::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
+    }
+}
+
 /// What to install.
 #[derive(Clone, Debug)]
 pub struct InstallRequest<'a> {
@@ -142,14 +152,26 @@ impl Installer {
             .staged
             .file_name()
             .map_or_else(|| "artifact".into(), |n| n.to_os_string());
-        let artifact = dir.join(name);
+        let artifact = dir.join(&name);
+        // The artifact appears under its name whole, by rename: an install run again after a
+        // crash that came after the switch replaces it while `current` already points here.
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(&name);
+        tmp_name.push(".tmp");
+        let tmp = dir.join(tmp_name);
+        let _ = tokio::fs::remove_file(&tmp).await;
         // A hard link costs nothing; fall back to a copy across file systems.
-        if tokio::fs::hard_link(req.staged, &artifact).await.is_err() {
-            let _ = tokio::fs::remove_file(&artifact).await;
-            tokio::fs::copy(req.staged, &artifact)
+        if tokio::fs::hard_link(req.staged, &tmp).await.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            tokio::fs::copy(req.staged, &tmp)
                 .await
-                .map_err(io("copy to", &artifact))?;
+                .map_err(io("copy to", &tmp))?;
         }
+        tokio::fs::rename(&tmp, &artifact)
+            .await
+            .map_err(io("rename to", &artifact))?;
+        // Renaming a link over another link to the same file leaves both names (POSIX).
+        let _ = tokio::fs::remove_file(&tmp).await;
         let previous = self.current(req.product);
         let env = self.env(
             req.release,
@@ -349,6 +371,34 @@ mod tests {
         assert_eq!(inst.current("acme/../x"), Some(d2));
         inst.rollback(&r2, "acme/../x", "2.0").await.unwrap();
         assert_eq!(inst.current("acme/../x"), Some(d1));
+    }
+
+    #[tokio::test]
+    async fn an_install_run_again_after_the_switch_keeps_one_whole_artifact() {
+        // What a restart does after a crash between the switch and the end of the install.
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = tmp.path().join("app.bin");
+        std::fs::write(&staged, b"v1 bytes").unwrap();
+        let inst = Installer::new(tmp.path().join("installs"), hooks(None, 1000));
+        let r1 = ReleaseId([1; 32]);
+        let req = InstallRequest {
+            release: &r1,
+            product: "acme",
+            version: "1.0",
+            staged: &staged,
+        };
+        let d1 = inst.install(req.clone()).await.unwrap();
+        let again = inst.install(req).await.unwrap();
+        assert_eq!(again, d1);
+        assert_eq!(inst.current("acme"), Some(d1.clone()));
+        let names: Vec<_> = std::fs::read_dir(&d1)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["app.bin"], "no temporary file left");
+        assert_eq!(std::fs::read(d1.join("app.bin")).unwrap(), b"v1 bytes");
+        // No `previous` pointing at itself.
+        assert_eq!(inst.link("acme", "previous"), None);
     }
 
     #[tokio::test]

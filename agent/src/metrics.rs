@@ -141,6 +141,12 @@ pub fn render(status: Option<&NodeStatus>, counters: &Counters) -> String {
         "Verified chunks whose write to the local store failed.",
         counters.store_failures,
     );
+    gauge(
+        &mut registry,
+        "disk_full",
+        "1 when the last write to the data directory found the disk full, else 0.",
+        usize::from(counters.disk_full),
+    );
     counter(
         &mut registry,
         "peers_banned",

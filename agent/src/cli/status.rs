@@ -401,6 +401,12 @@ impl fmt::Display for Lines<'_> {
             "  chunks: {} stored, {} rejected, {} store failures; {} peers banned, {} inputs refused",
             c.chunks_stored, c.chunks_rejected, c.store_failures, c.peers_banned, c.inputs_refused
         )?;
+        if c.disk_full {
+            writeln!(
+                f,
+                "  DISK FULL: the data directory's disk is full; fetching pauses, serving goes on. Free some space."
+            )?;
+        }
         for t in &c.traffic {
             writeln!(
                 f,

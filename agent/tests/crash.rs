@@ -1,0 +1,380 @@
+//! The crash campaign (issue 8): the real `waveguard` binary as an agent
+//! process, SIGKILLed at seeded-random moments while it downloads a release,
+//! while its install hook runs and while its rollback hook runs, and
+//! restarted on the same data directory each time. After every kill and
+//! restart the test checks what a crash must never break:
+//!
+//! - the agent starts again and answers its API (a store it cannot open
+//!   would make it exit with its error, which fails the test with the log);
+//! - every chunk file in the store hashes to its name (only verified bytes);
+//! - no chunk logged as stored (`waveguard::chunks` debug line, written only
+//!   once the record is durable) is ever requested again in a later run;
+//! - `installs/<product>/current` points to a complete old or new version:
+//!   its one artifact hashes to the published artifact of the version its
+//!   directory is named for, and that version is the old or the new one.
+//!
+//! `WG_CRASH_KILLS` (default 12) sets the number of kills, split about
+//! 2:1:1 between download, install and rollback; `WG_CRASH_SEED` repeats a
+//! run (the seed is printed). The agent's own download limit stretches the
+//! download so kills land mid-transfer.
+
+mod daemons;
+
+use daemons::{arg, check_chunk_files, installed, state_of, Daemon, Node, Published, Rng, Vendor};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PRODUCT: &str = "acme";
+/// The agent's download limit: slow enough that a few MiB take seconds.
+const DOWNLOAD_LIMIT: u64 = 512 * 1024;
+/// How long the install and activate hooks of 2.0.0 and every rollback hook sleep: the
+/// windows kills aim at (an install kill lands before or after the switch of `current`).
+const HOOK_SLEEP_SECS: u64 = 2;
+/// Generous on a loaded two-core machine: start-up, fetching, hooks.
+const START_LIMIT: Duration = Duration::from_secs(60);
+const PHASE_LIMIT: Duration = Duration::from_secs(240);
+const RUST_LOG: &str = "info,waveguard::chunks=debug";
+
+/// One agent run's log, in order.
+struct Runs {
+    logs: Vec<std::path::PathBuf>,
+}
+
+/// The agent under test with everything needed to restart it.
+struct Subject {
+    node: Node,
+    config: std::path::PathBuf,
+    daemon: Option<Daemon>,
+    runs: Runs,
+    hooks_log: std::path::PathBuf,
+}
+
+impl Subject {
+    fn start(&mut self) -> waveguard_agent::api::StatusView {
+        assert!(self.daemon.is_none(), "already running");
+        let log = self
+            .node
+            .dir
+            .join(format!("run-{:03}.log", self.runs.logs.len()));
+        let mut d = Daemon::start(&["agent", "--config", arg(&self.config)], &log, RUST_LOG);
+        self.runs.logs.push(log);
+        let status = d.wait_ready(&self.node, START_LIMIT);
+        self.daemon = Some(d);
+        status
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill();
+        }
+    }
+
+    fn log(&self) -> String {
+        self.runs
+            .logs
+            .last()
+            .and_then(|p| fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// Lines of the hook log that start with `prefix`.
+    fn hook_count(&self, prefix: &str) -> usize {
+        fs::read_to_string(&self.hooks_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .count()
+    }
+
+    fn state(&self, release: &str) -> Option<String> {
+        self.node.status().and_then(|s| state_of(&s, release))
+    }
+
+    /// Waits for `what`, panicking with the current run's log if it does not come or the agent dies.
+    fn wait<T>(&mut self, limit: Duration, what: &str, mut f: impl FnMut(&Self) -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(t) = f(self) {
+                return t;
+            }
+            if let Some(code) = self.daemon.as_mut().and_then(Daemon::exited) {
+                panic!(
+                    "the agent exited ({code}) waiting for {what}; log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `key=value` of a tracing line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The chunk-log lines of one run: chunks requested (by hash) and chunks recorded as stored.
+fn chunk_events(
+    log: &str,
+    lists: &HashMap<String, Vec<[u8; 32]>>,
+) -> (Vec<String>, HashSet<String>) {
+    let (mut requested, mut stored) = (Vec::new(), HashSet::new());
+    for line in log.lines().filter(|l| l.contains("waveguard::chunks")) {
+        if line.contains("chunk requested") {
+            let release = field(line, "release").expect("release field");
+            let index: usize = field(line, "index")
+                .and_then(|i| i.parse().ok())
+                .expect("index field");
+            let list = lists.get(release).expect("a published release");
+            requested.push(hex::encode(list[index]));
+        } else if line.contains("chunk stored") {
+            stored.insert(field(line, "chunk").expect("chunk field").to_string());
+        }
+    }
+    (requested, stored)
+}
+
+/// After a kill: chunk files are verified and `current` is one of `allowed`, whole.
+fn check_after_kill(data: &Path, allowed: &[&Published]) -> Option<String> {
+    check_chunk_files(data);
+    let (dir, hash) = installed(data, PRODUCT)?;
+    let p = allowed
+        .iter()
+        .find(|p| dir.starts_with(&format!("{}-", p.version)))
+        .unwrap_or_else(|| panic!("current -> {dir}: not one of the allowed versions"));
+    assert_eq!(
+        hash, p.blake3,
+        "current -> {dir} holds an artifact that is not {}'s",
+        p.version
+    );
+    Some(p.version.clone())
+}
+
+#[test]
+fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing() {
+    let started = Instant::now();
+    let kills: usize = std::env::var("WG_CRASH_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(12);
+    assert!(
+        kills >= 3,
+        "WG_CRASH_KILLS must be at least 3 (one per phase)"
+    );
+    let mut rng = Rng::from_env("WG_CRASH_SEED");
+    let k_install = kills / 4;
+    let k_rollback = kills / 4;
+    let k_download = kills - k_install - k_rollback;
+    println!("kills: {k_download} download, {k_install} install, {k_rollback} rollback");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let vendor = Vendor::new(&tmp.path().join("vendor"));
+    // Sized so the download outlasts its kills: each run fetches for about a second.
+    let v1_len = (k_download * 640 * 1024).max(3 << 20);
+    let v1 = vendor.publish(PRODUCT, "1.0.0", &rng.bytes(v1_len));
+    let mut lists: HashMap<String, Vec<[u8; 32]>> = HashMap::new();
+    lists.insert(v1.release.clone(), v1.chunks.clone());
+
+    let seeder = Node::new(&tmp.path().join("seeder"), &tmp.path().join("seeder/data"));
+    let seeder_config = seeder.write_config("seeder", &vendor.root(), &[], 0, "");
+    let start_seeder = |n: usize| {
+        let mut d = Daemon::start(
+            &["seed", arg(&vendor.repo), "--config", arg(&seeder_config)],
+            &seeder.dir.join(format!("seed-{n}.log")),
+            "info",
+        );
+        d.wait_ready(&seeder, START_LIMIT);
+        d
+    };
+    let mut seed_daemon = start_seeder(0);
+
+    let agent_dir = tmp.path().join("agent");
+    let node = Node::new(&agent_dir, &agent_dir.join("data"));
+    let hooks_log = agent_dir.join("hooks.log");
+    let hl = arg(&hooks_log);
+    // 2.0.0's install and activate hooks and every rollback hook sleep so kills land inside them;
+    // 3.0.0's probe fails, so 3.0.0 rolls back to 2.0.0.
+    let hooks = format!(
+        "[hooks]\n\
+         install = [\"sh\", \"-c\", \"echo \\\"install $WAVEGUARD_VERSION\\\" >> {hl}; \
+         if [ $WAVEGUARD_VERSION = 2.0.0 ]; then sleep {HOOK_SLEEP_SECS}; fi\"]\n\
+         activate = [\"sh\", \"-c\", \"if [ $WAVEGUARD_VERSION = 2.0.0 ]; then sleep {HOOK_SLEEP_SECS}; fi\"]\n\
+         probe = [\"sh\", \"-c\", \"[ $WAVEGUARD_VERSION != 3.0.0 ]\"]\n\
+         rollback = [\"sh\", \"-c\", \"echo \\\"rollback $WAVEGUARD_VERSION\\\" >> {hl}; \
+         sleep {HOOK_SLEEP_SECS}\"]\n\
+         timeout_secs = 60\n"
+    );
+    let config = node.write_config(
+        "endpoint",
+        &vendor.root(),
+        &[&seeder],
+        DOWNLOAD_LIMIT,
+        &hooks,
+    );
+    let mut subject = Subject {
+        node,
+        config,
+        daemon: None,
+        runs: Runs { logs: Vec::new() },
+        hooks_log,
+    };
+    let data = subject.node.data.clone();
+    let mut outcomes: Vec<String> = Vec::new();
+
+    // --- Download: kill while chunks of 1.0.0 arrive. ---
+    let mut done_download = 0;
+    for k in 0..k_download {
+        subject.start();
+        // Wait for this run's first chunk request, then let it fetch for a random while.
+        let fetching = subject.wait(START_LIMIT, "a chunk request or 1.0.0 staged", |s| {
+            if s.log().contains("chunk requested") {
+                return Some(true);
+            }
+            match s.state(&v1.release).as_deref() {
+                Some("fetching" | "discovered" | "staging") | None => None,
+                Some(_) => Some(false),
+            }
+        });
+        if !fetching {
+            println!("download finished before kill {k}; {done_download} download kills");
+            break;
+        }
+        std::thread::sleep(rng.millis(0, 1500));
+        let held = subject
+            .node
+            .status()
+            .and_then(|s| s.releases.into_iter().find(|r| r.id == v1.release))
+            .map(|r| format!("{}/{}", r.chunks_stored, r.chunks_total));
+        subject.kill();
+        done_download += 1;
+        let v = check_after_kill(&data, &[&v1]);
+        outcomes.push(format!(
+            "download kill {k}: about {} chunks held, current {v:?}",
+            held.as_deref().unwrap_or("?")
+        ));
+    }
+    subject.start();
+    subject.wait(PHASE_LIMIT, "1.0.0 installed and healthy", |s| {
+        matches!(s.state(&v1.release).as_deref(), Some("baking" | "healthy")).then_some(())
+    });
+    assert_eq!(
+        check_after_kill(&data, &[&v1]).as_deref(),
+        Some("1.0.0"),
+        "1.0.0 is current"
+    );
+    subject.kill();
+
+    // --- Install: kill while 2.0.0's install hook runs. ---
+    let v2 = vendor.publish(PRODUCT, "2.0.0", &rng.bytes(600 * 1024));
+    lists.insert(v2.release.clone(), v2.chunks.clone());
+    seed_daemon.kill();
+    seed_daemon = start_seeder(1);
+    for k in 0..k_install {
+        let before = subject.hook_count("install 2.0.0");
+        subject.start();
+        subject.wait(PHASE_LIMIT, "2.0.0's install hook to start", |s| {
+            (s.hook_count("install 2.0.0") > before).then_some(())
+        });
+        // Inside the install hook or the activate hook after it.
+        std::thread::sleep(rng.millis(0, 2 * HOOK_SLEEP_SECS * 1000));
+        subject.kill();
+        let v = check_after_kill(&data, &[&v1, &v2]);
+        assert!(v.is_some(), "a version is current after install kill {k}");
+        outcomes.push(format!("install kill {k}: current {v:?}"));
+    }
+    subject.start();
+    subject.wait(PHASE_LIMIT, "2.0.0 installed and healthy", |s| {
+        matches!(s.state(&v2.release).as_deref(), Some("baking" | "healthy")).then_some(())
+    });
+    assert_eq!(check_after_kill(&data, &[&v2]).as_deref(), Some("2.0.0"));
+    subject.kill();
+
+    // --- Rollback: 3.0.0's probe fails; kill while its rollback hook runs. ---
+    let v3 = vendor.publish(PRODUCT, "3.0.0", &rng.bytes(300 * 1024));
+    lists.insert(v3.release.clone(), v3.chunks.clone());
+    seed_daemon.kill();
+    let _seed_daemon = start_seeder(2);
+    for k in 0..k_rollback {
+        let before = subject.hook_count("rollback 3.0.0");
+        subject.start();
+        subject.wait(PHASE_LIMIT, "3.0.0's rollback hook to start", |s| {
+            (s.hook_count("rollback 3.0.0") > before).then_some(())
+        });
+        std::thread::sleep(rng.millis(0, HOOK_SLEEP_SECS * 1000));
+        subject.kill();
+        let v = check_after_kill(&data, &[&v2, &v3]);
+        assert!(v.is_some(), "a version is current after rollback kill {k}");
+        outcomes.push(format!("rollback kill {k}: current {v:?}"));
+    }
+    subject.start();
+    subject.wait(PHASE_LIMIT, "3.0.0 rolled back", |s| {
+        (s.state(&v3.release).as_deref() == Some("rolled-back")).then_some(())
+    });
+    assert_eq!(check_after_kill(&data, &[&v2]).as_deref(), Some("2.0.0"));
+    let final_status = subject.node.status().expect("status");
+    assert_eq!(
+        state_of(&final_status, &v2.release)
+            .as_deref()
+            .map(|s| matches!(s, "baking" | "healthy")),
+        Some(true),
+        "2.0.0 still runs: {final_status:?}"
+    );
+    subject.kill();
+
+    // --- No chunk held before a kill was requested again after it. ---
+    let mut held: HashSet<String> = HashSet::new();
+    let (mut requests, mut stored_total) = (0usize, 0usize);
+    for (run, path) in subject.runs.logs.iter().enumerate() {
+        let log = fs::read_to_string(path).expect("run log");
+        let (requested, stored) = chunk_events(&log, &lists);
+        for h in &requested {
+            assert!(
+                !held.contains(h),
+                "run {run} requested chunk {h}, recorded as stored in an earlier run ({})",
+                path.display()
+            );
+        }
+        requests += requested.len();
+        stored_total += stored.len();
+        held.extend(stored);
+    }
+    let expected: HashSet<String> = [&v1, &v2, &v3]
+        .iter()
+        .flat_map(|p| p.chunks.iter().map(hex::encode))
+        .collect();
+    // A kill between a chunk's durable record and its log line hides it from `held` (it is
+    // then neither logged nor requested again), so `held` may fall short of every chunk.
+    assert!(
+        held.is_subset(&expected),
+        "only published chunks were stored"
+    );
+    assert_eq!(stored_total, held.len(), "no chunk was stored in two runs");
+    assert!(
+        held.len() + done_download >= expected.len(),
+        "{} of {} chunks logged as stored",
+        held.len(),
+        expected.len()
+    );
+    // The logs really were read: chunks were requested and stored.
+    assert!(requests >= expected.len(), "{requests} requests");
+    assert_eq!(check_chunk_files(&data), expected.len());
+
+    println!(
+        "crash campaign: {done_download} download, {k_install} install, {k_rollback} rollback kills; \
+         {} agent runs, {requests} chunk requests, {} chunks stored once each; took {:?}",
+        subject.runs.logs.len(),
+        expected.len(),
+        started.elapsed()
+    );
+    for o in &outcomes {
+        println!("  {o}");
+    }
+}
