@@ -12,7 +12,7 @@
 //! outside the range of the honest ones. Memory is bounded by
 //! [`MAX_CLOCK_REPORTERS`]; when full, the oldest sample is forgotten.
 //!
-//! The estimate only ever makes a node more careful (section "Clocks" of
+//! The estimate only ever makes a node more careful (section 11.10, "Clocks", of
 //! `docs/protocol.md`): peers who lie about time can stop this node from
 //! installing, which they could also do by withholding reports, but cannot
 //! make it install sooner or accept what its own clock refuses.

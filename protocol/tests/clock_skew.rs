@@ -1,5 +1,5 @@
 //! Nodes whose clocks run hours or minutes ahead of or behind the fleet's
-//! (docs/protocol.md, section "Clocks"): a node far off is told so in its
+//! (docs/protocol.md, 11.10 "Clocks"): a node far off is told so in its
 //! status and installs nothing; a node a little ahead does not open its wave
 //! before the fleet's time; a node a little behind does not take expired
 //! metadata for fresh; and one node's clock does not move another's gates.

@@ -112,7 +112,7 @@ impl Node {
             Ok(v) => v,
             Err(e @ ReportError::FromTheFuture { node, time, .. }) => {
                 // Valid in every other respect: when many nodes send these, our clock is
-                // behind (section "Clocks"). Ignored, not rejected: the peer that relayed it
+                // behind (11.10). Ignored, not rejected: the peer that relayed it
                 // is not at fault for our clock.
                 if fresh {
                     self.clock.sample(node, time, now);
@@ -149,7 +149,7 @@ impl Node {
 
     fn on_halt_evidence(&mut self, from: NodeId, ev: &crate::wire::HaltEvidence) -> Verdict {
         // Judged at the fleet's time when ours is known to be behind: evidence is what
-        // halts a fleet, and our clock must not keep us from seeing it (section "Clocks").
+        // halts a fleet, and our clock must not keep us from seeing it (11.10).
         let now = self.expiry_now();
         let Some(t) = self.releases.get_mut(&ev.release) else {
             return Verdict::Ignore;
@@ -333,7 +333,7 @@ impl Node {
                 // `baked` report (it is sent once): ask a peer for the wave's reports first.
                 let by_silence = !fails(health.reporting, health.failed, &policy.health);
                 // Silence is measured with our clock; when peers say it is far off, a halt
-                // on silence would be our clock's doing, not the fleet's (section "Clocks").
+                // on silence would be our clock's doing, not the fleet's (11.10).
                 if by_silence && far_off {
                     continue;
                 }
