@@ -472,6 +472,7 @@ fn status_command_prints_releases_waves_and_halts() {
         "agent {node}
   root v2, 3 peers connected, 1 banned
   listening on /ip4/127.0.0.1/tcp/4001
+  clock: agrees with the fleet's (1.2 s behind it, by peers' health reports)
   chunks: 40 stored, 2 rejected, 0 store failures; 1 peers banned, 0 inputs refused
   traffic lan: 1.5 KiB up, 3.0 MiB down
   traffic wan: 0 B up, 0 B down
