@@ -172,7 +172,10 @@ fn staged(f: &Fixture, pin: WavePin, skew_ms: i64) -> Node {
         },
     );
     drain(&mut n);
-    assert_eq!(n.release_state(&f.release).map(|s| s.name()), Some("staged"));
+    assert_eq!(
+        n.release_state(&f.release).map(|s| s.name()),
+        Some("staged")
+    );
     n
 }
 
@@ -273,17 +276,29 @@ fn a_node_hours_ahead_is_flagged_and_neither_installs_nor_halts() {
     // past wave 1's schedule, and to its clock every heartbeat is long silent.
     let at = start().plus_secs(10);
     let (verdicts, out) = hear(&mut n, &f, MIN_CLOCK_REPORTERS as u8, at, skew);
-    assert!(verdicts.iter().all(|v| *v == Verdict::Accept), "{verdicts:?}");
-    let offset = n.status().clock_offset_ms.expect("five reporters give an estimate");
-    assert!((offset + skew).abs() < 1000, "offset {offset} for a skew of {skew}");
+    assert!(
+        verdicts.iter().all(|v| *v == Verdict::Accept),
+        "{verdicts:?}"
+    );
+    let offset = n
+        .status()
+        .clock_offset_ms
+        .expect("five reporters give an estimate");
+    assert!(
+        (offset + skew).abs() < 1000,
+        "offset {offset} for a skew of {skew}"
+    );
     assert_eq!(n.status().clock, ClockCheck::FarOff);
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, Output::Event(NodeEvent::ClockFarOff { offset_ms }) if *offset_ms == offset)));
+    assert!(out.iter().any(
+        |o| matches!(o, Output::Event(NodeEvent::ClockFarOff { offset_ms }) if *offset_ms == offset)
+    ));
     // Minutes pass: by its clock the canary is silent, and its schedule says wave 1 is open.
     let out = tick(&mut n, at.plus_secs(60), skew);
     assert!(!installs(&out) && !halted(&out), "{out:?}");
-    assert_eq!(n.release_state(&f.release).map(|s| s.name()), Some("staged"));
+    assert_eq!(
+        n.release_state(&f.release).map(|s| s.name()),
+        Some("staged")
+    );
 }
 
 #[test]
@@ -312,14 +327,26 @@ fn a_node_hours_behind_is_flagged_ignores_future_reports_without_blame_and_does_
     let at = start().plus_secs(2 * 3600 - 60);
     let (verdicts, _) = hear(&mut n, &f, MIN_CLOCK_REPORTERS as u8, at, skew);
     // Not the relaying peer's fault: ignored (not passed on), not rejected (no penalty).
-    assert!(verdicts.iter().all(|v| *v == Verdict::Ignore), "{verdicts:?}");
-    let offset = n.status().clock_offset_ms.expect("five reporters give an estimate");
-    assert!((offset + skew).abs() < 1000, "offset {offset} for a skew of {skew}");
+    assert!(
+        verdicts.iter().all(|v| *v == Verdict::Ignore),
+        "{verdicts:?}"
+    );
+    let offset = n
+        .status()
+        .clock_offset_ms
+        .expect("five reporters give an estimate");
+    assert!(
+        (offset + skew).abs() < 1000,
+        "offset {offset} for a skew of {skew}"
+    );
     assert_eq!(n.status().clock, ClockCheck::FarOff);
     // Its own clock reaches the wave's schedule: it still waits.
     let out = tick(&mut n, at.plus_secs(70), skew);
     assert!(!installs(&out), "{out:?}");
-    assert_eq!(n.release_state(&f.release).map(|s| s.name()), Some("staged"));
+    assert_eq!(
+        n.release_state(&f.release).map(|s| s.name()),
+        Some("staged")
+    );
 }
 
 #[test]
@@ -334,7 +361,10 @@ fn a_node_whose_clock_is_corrected_installs_and_says_so() {
     // The operator fixes the clock: fresh heartbeats now agree with it.
     let later = at.plus_secs(80);
     let (verdicts, mut out) = hear(&mut n, &f, MIN_CLOCK_REPORTERS as u8, later, 0);
-    assert!(verdicts.iter().all(|v| *v == Verdict::Accept), "{verdicts:?}");
+    assert!(
+        verdicts.iter().all(|v| *v == Verdict::Accept),
+        "{verdicts:?}"
+    );
     out.extend(tick(&mut n, later.plus_secs(1), 0));
     assert_eq!(n.status().clock, ClockCheck::Agrees);
     assert!(out
@@ -358,7 +388,10 @@ fn a_node_minutes_ahead_does_not_open_its_wave_before_the_fleet_s_time() {
     let early = Timestamp(wave1_opens().as_millis() - 120_000);
     let out = bake(&mut n, &f, start().plus_secs(10), early, skew);
     assert_eq!(n.status().clock, ClockCheck::Agrees);
-    assert!(!installs(&out), "installed before wave 1 opened by the fleet's clock");
+    assert!(
+        !installs(&out),
+        "installed before wave 1 opened by the fleet's clock"
+    );
     // Once the fleet's clock reaches the schedule, it installs.
     let out = bake(&mut n, &f, early, wave1_opens().plus_secs(20), skew);
     assert!(installs(&out), "{out:?}");
@@ -373,7 +406,13 @@ fn a_node_minutes_behind_does_not_install_on_metadata_expired_by_the_fleet_s_clo
     let skew = -4 * 60 * 1000;
     let mut n = staged(&f, WavePin::Canary, skew);
     // It hears the fleet shortly before its wave opens by its clock.
-    let (_, out) = hear(&mut n, &f, MIN_CLOCK_REPORTERS as u8, start().plus_secs(200), skew);
+    let (_, out) = hear(
+        &mut n,
+        &f,
+        MIN_CLOCK_REPORTERS as u8,
+        start().plus_secs(200),
+        skew,
+    );
     assert!(!installs(&out));
     assert_eq!(n.status().clock, ClockCheck::Agrees);
     // Fleet time start + 4 min: expired two minutes ago; the node reads start, its
@@ -381,7 +420,10 @@ fn a_node_minutes_behind_does_not_install_on_metadata_expired_by_the_fleet_s_clo
     let at = start().plus_secs(240);
     assert!(shift(at, skew) < expires && at >= expires);
     let out = tick(&mut n, at, skew);
-    assert!(!installs(&out), "installed on metadata expired by the fleet's clock");
+    assert!(
+        !installs(&out),
+        "installed on metadata expired by the fleet's clock"
+    );
 }
 
 #[test]

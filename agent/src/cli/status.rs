@@ -9,12 +9,12 @@
 //! same client ([`http_request`]) to POST a directive.
 
 use crate::api::{ReleaseView, StatusView, WaveView};
-use waveguard_protocol::clock::ClockCheck;
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use thiserror::Error;
+use waveguard_protocol::clock::ClockCheck;
 
 /// The agent's default API address (the `[api] listen` default).
 pub const DEFAULT_API: &str = "127.0.0.1:7070";
