@@ -129,6 +129,12 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 /// far ahead has its reports refused as from the future; one that far behind
 /// refuses everyone's), so the node could neither be counted nor count others.
 pub const CLOCK_FAR_OFF_MS: u64 = MAX_CLOCK_SKEW_MS;
+/// Smallest estimated clock offset, in milliseconds, that moves a schedule or
+/// expiry decision: report times are signed in whole seconds (up to 1 s low)
+/// and arrive after a gossip delay (most within 300 ms), so a synchronised
+/// clock is estimated up to about 1.5 s ahead. Acting on that noise would only
+/// delay installs; 2 s keeps a synchronised fleet's timeline exactly as signed.
+pub const CLOCK_SLACK_MS: u64 = 2_000;
 /// Fewest distinct reporters with a recent sample before a node estimates its
 /// clock offset: the median of five is moved by no two of them, so neither a
 /// single badly set peer nor a pair of liars decides; few enough that the

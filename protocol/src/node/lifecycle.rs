@@ -32,16 +32,23 @@ pub(super) fn fleet_keys(trust: &TrustedState) -> FleetKeys {
     }
 }
 
-/// Offers every schedule boundary of a release that lies ahead: wave openings and the rollout end.
-pub(super) fn consider_schedule(t: &Tracked, now: Timestamp, consider: &mut impl FnMut(Timestamp)) {
+/// Offers the next schedule boundary of a release that lies ahead of `schedule_now`
+/// (a wave opening or the rollout end), on our clock: `lag_ms` later than the schedule
+/// says when our clock is known to run ahead (11.10).
+pub(super) fn consider_schedule(
+    t: &Tracked,
+    schedule_now: Timestamp,
+    lag_ms: u64,
+    consider: &mut impl FnMut(Timestamp),
+) {
     if t.state.is_stopped() {
         return;
     }
     let policy = t.release.policy();
     for i in 0..=policy.waves.len() {
         let at = policy.scheduled_open(i);
-        if at > now {
-            consider(at);
+        if at > schedule_now {
+            consider(at.plus_millis(lag_ms));
             break;
         }
     }

@@ -41,6 +41,7 @@ use crate::health::ledger::Ledger;
 use crate::health::FleetKeys;
 use crate::id::{NodeId, ReleaseId};
 use crate::keys::SigningKey;
+use crate::limits::CLOCK_SLACK_MS;
 use crate::metadata::trust::TrustedState;
 use crate::release::Release;
 use crate::rollout::{HaltReason, RolloutEvent, RolloutState};
@@ -371,10 +372,13 @@ impl Node {
     }
 
     /// The earlier of our clock and the fleet's as estimated: the time schedules are
-    /// judged by, so a clock ahead never opens a wave early.
+    /// judged by, so a clock ahead never opens a wave early. Offsets within
+    /// [`CLOCK_SLACK_MS`] are measurement noise and ignored.
     fn schedule_now(&self) -> Timestamp {
         match self.clock_offset() {
-            Some(o) if o < 0 => Timestamp(self.now.0.saturating_sub(o.unsigned_abs())),
+            Some(o) if o < 0 && o.unsigned_abs() > CLOCK_SLACK_MS => {
+                Timestamp(self.now.0.saturating_sub(o.unsigned_abs()))
+            }
             _ => self.now,
         }
     }
@@ -383,7 +387,9 @@ impl Node {
     /// so a clock behind never takes expired metadata for fresh.
     fn expiry_now(&self) -> Timestamp {
         match self.clock_offset() {
-            Some(o) if o > 0 => self.now.plus_millis(o.unsigned_abs()),
+            Some(o) if o > 0 && o.unsigned_abs() > CLOCK_SLACK_MS => {
+                self.now.plus_millis(o.unsigned_abs())
+            }
             _ => self.now,
         }
     }
@@ -410,6 +416,11 @@ impl Node {
 
     fn next_wakeup(&self) -> Timestamp {
         let now = self.now;
+        // Schedules are judged on `schedule_now`, which may lag our clock (11.10).
+        let (schedule_now, lag) = {
+            let s = self.schedule_now();
+            (s, now.millis_since(s))
+        };
         let mut next = now.plus_millis(IDLE_TICK_MS);
         let mut consider = |t: Timestamp| {
             if t > now && t < next {
@@ -441,7 +452,7 @@ impl Node {
             if let Some(d) = self.stall_deadline(t) {
                 consider(d);
             }
-            lifecycle::consider_schedule(t, now, &mut consider);
+            lifecycle::consider_schedule(t, schedule_now, lag, &mut consider);
         }
         next
     }
