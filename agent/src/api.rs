@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use waveguard_protocol::bundle::health as health_bundle;
+use waveguard_protocol::clock::ClockCheck;
 use waveguard_protocol::health::directive::{DirectiveAction, DirectiveState};
 use waveguard_protocol::health::gate::{GateState, WaveHealth};
 use waveguard_protocol::limits::MAX_DIRECTIVE_BYTES;
@@ -98,6 +99,15 @@ pub struct StatusView {
     /// second, so it may lag `peers` (the engine's count) a little.
     #[serde(default)]
     pub connected: PeersView,
+    /// The fleet's clock minus this node's, in milliseconds (positive: this
+    /// node's clock is behind), as estimated from peers' health reports; absent
+    /// without enough of them, and from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
+    /// Whether that estimate puts this node's clock too far off to install
+    /// (`unknown`, `agrees`, `far-off`); absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockCheck>,
 }
 
 /// Connected peers at the driver's last traffic sample.
@@ -409,6 +419,8 @@ impl StatusView {
                 .unwrap_or_default(),
             site: None,
             connected: PeersView::of(counters),
+            clock_offset_ms: status.and_then(|s| s.clock_offset_ms),
+            clock: status.map(|s| s.clock),
         }
     }
 }

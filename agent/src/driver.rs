@@ -1117,6 +1117,14 @@ fn log_event(event: &NodeEvent) {
             warn!(chunk = %hex::encode(hash), "damaged chunk dropped from the store")
         }
         NodeEvent::Refused { from, reason } => debug!(?from, %reason, "refused"),
+        NodeEvent::ClockFarOff { offset_ms } => warn!(
+            offset_ms,
+            "this node's clock is far off the fleet's (offset = fleet minus ours, from peers' \
+             health reports); installs wait until it is set right (check NTP)"
+        ),
+        NodeEvent::ClockAgrees { offset_ms } => {
+            info!(offset_ms, "this node's clock agrees with the fleet's again")
+        }
         other => info!(?other, "node"),
     }
 }

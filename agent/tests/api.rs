@@ -8,6 +8,7 @@ use waveguard_agent::cli::{self, Outcome};
 use waveguard_agent::driver::{Counters, Shared};
 use waveguard_agent::metrics::PeerClass;
 use waveguard_agent::net::Traffic;
+use waveguard_protocol::clock::ClockCheck;
 use waveguard_protocol::health::gate::{GateState, WaveHealth};
 use waveguard_protocol::node::{NodeStatus, ReleaseStatus};
 use waveguard_protocol::rollout::{HaltReason, RolloutState};
@@ -94,6 +95,8 @@ fn sample_status() -> NodeStatus {
                 .halt(gate_failed())
                 .build(),
         ],
+        clock_offset_ms: Some(1_200),
+        clock: ClockCheck::Agrees,
     }
 }
 
@@ -165,6 +168,8 @@ fn status_json_names_node_releases_waves_and_counters() {
     assert_eq!(json["ready"], true);
     assert_eq!(json["peers"], 3);
     assert_eq!(json["root_version"], 2);
+    assert_eq!(json["clock"], "agrees");
+    assert_eq!(json["clock_offset_ms"], 1_200);
     assert_eq!(json["listen"][0], "/ip4/127.0.0.1/tcp/4001");
     assert_eq!(json["counters"]["chunks_stored"], 40);
     assert_eq!(json["counters"]["chunks_rejected"], 2);
@@ -467,6 +472,7 @@ fn status_command_prints_releases_waves_and_halts() {
         "agent {node}
   root v2, 3 peers connected, 1 banned
   listening on /ip4/127.0.0.1/tcp/4001
+  clock: agrees with the fleet's (1.2 s behind it, by peers' health reports)
   chunks: 40 stored, 2 rejected, 0 store failures; 1 peers banned, 0 inputs refused
   traffic lan: 1.5 KiB up, 3.0 MiB down
   traffic wan: 0 B up, 0 B down

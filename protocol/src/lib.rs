@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod chunk;
 pub mod chunker;
+pub mod clock;
 pub mod fetch;
 pub mod health;
 pub mod id;

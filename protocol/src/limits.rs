@@ -122,6 +122,33 @@ pub const MAX_MIN_REPORTS: u32 = MAX_EVIDENCE_REPORTS as u32;
 /// NTP keeps honest clocks within seconds; five minutes (Kerberos' default)
 /// tolerates a badly set one without letting reports be dated far ahead.
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+/// How far this node's clock may be from the fleet's, as estimated from peers'
+/// reports ([`crate::clock`]), before the node calls it far off, stops
+/// installing and stops halting on silence, in milliseconds. Equal to
+/// [`MAX_CLOCK_SKEW_MS`]: past it, health exchange itself breaks (a node that
+/// far ahead has its reports refused as from the future; one that far behind
+/// refuses everyone's), so the node could neither be counted nor count others.
+pub const CLOCK_FAR_OFF_MS: u64 = MAX_CLOCK_SKEW_MS;
+/// Smallest estimated clock offset, in milliseconds, that moves a schedule or
+/// expiry decision: report times are signed in whole seconds (up to 1 s low)
+/// and arrive after a gossip delay (most within 300 ms), so a synchronised
+/// clock is estimated up to about 1.5 s ahead. Acting on that noise would only
+/// delay installs; 2 s keeps a synchronised fleet's timeline exactly as signed.
+pub const CLOCK_SLACK_MS: u64 = 2_000;
+/// Fewest distinct reporters with a recent sample before a node estimates its
+/// clock offset: the median of five is moved by no two of them, so neither a
+/// single badly set peer nor a pair of liars decides; few enough that the
+/// canary wave of a modest fleet provides them.
+pub const MIN_CLOCK_REPORTERS: usize = 5;
+/// Most reporters whose latest sample the clock estimate keeps: 64 give a
+/// median far steadier than the threshold needs, in about 4 KiB.
+pub const MAX_CLOCK_REPORTERS: usize = 64;
+/// How old a clock sample may be, by our clock, and still count, in
+/// milliseconds: one hour. Heartbeats refresh samples every minute or so while
+/// any wave bakes; a quartz clock drifts well under a second an hour, so an
+/// hour-old sample is still accurate, while a clock stepped since (an NTP
+/// correction, a reset real-time clock) outvotes its old samples within the hour.
+pub const CLOCK_SAMPLE_WINDOW_MS: u64 = 3600 * 1000;
 /// Most distinct nodes whose health a node tracks per release: a fleet of a
 /// million endpoints. Each entry keeps the node's latest signed report and
 /// certificate (about 1 KiB when honest, at most [`MAX_REPORT_BYTES`] +
@@ -306,6 +333,7 @@ const _: () = assert!(MAX_ARTIFACT_BYTES == MAX_CHUNKS_PER_RELEASE as u64 * MAX_
 const _: () = assert!(MAX_BITFIELD_BYTES < MAX_REQUEST_BYTES);
 const _: () = assert!(MAX_GOSSIP_BYTES < MAX_FRAME_BYTES);
 const _: () = assert!(MAX_MIN_REPORTS as usize <= MAX_EVIDENCE_REPORTS);
+const _: () = assert!(MIN_CLOCK_REPORTERS <= MAX_CLOCK_REPORTERS && MIN_CLOCK_REPORTERS >= 3);
 const _: () = assert!(MAX_SERVING_PER_PEER >= MAX_REQUESTS_PER_PEER);
 const _: () = assert!(MAX_WAIT_MS < REQUEST_TIMEOUT_MS);
 const _: () = assert!(BENCH_MS >= REQUEST_TIMEOUT_MS);

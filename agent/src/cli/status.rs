@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use thiserror::Error;
+use waveguard_protocol::clock::ClockCheck;
 
 /// The agent's default API address (the `[api] listen` default).
 pub const DEFAULT_API: &str = "127.0.0.1:7070";
@@ -367,6 +368,34 @@ fn write_release(f: &mut fmt::Formatter<'_>, r: &ReleaseView) -> fmt::Result {
     Ok(())
 }
 
+/// What the status says about this node's clock, if peers' reports tell anything.
+fn clock_line(check: Option<ClockCheck>, offset_ms: Option<i64>) -> Option<String> {
+    let offset = offset_ms?;
+    let side = if offset > 0 { "behind" } else { "ahead of" };
+    let by = duration_ms(offset.unsigned_abs());
+    match check? {
+        ClockCheck::FarOff => Some(format!(
+            "clock: FAR OFF, {by} {side} the fleet's (from peers' health reports); \
+             installs wait until it is set right"
+        )),
+        ClockCheck::Agrees => Some(format!(
+            "clock: agrees with the fleet's ({by} {side} it, by peers' health reports)"
+        )),
+        _ => None,
+    }
+}
+
+/// A duration for people: `850 ms`, `12.3 s`, `4 min 5 s`, `2 h 0 min`.
+fn duration_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1000..=59_999 => format!("{}.{} s", secs, (ms % 1000) / 100),
+        60_000..=3_599_999 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
 /// The status as lines, each ending in a newline.
 struct Lines<'a>(&'a StatusView);
 
@@ -394,6 +423,9 @@ impl fmt::Display for Lines<'_> {
         )?;
         for addr in &s.listen {
             writeln!(f, "  listening on {addr}")?;
+        }
+        if let Some(line) = clock_line(s.clock, s.clock_offset_ms) {
+            writeln!(f, "  {line}")?;
         }
         let c = &s.counters;
         writeln!(
@@ -492,6 +524,35 @@ mod tests {
                 && text.contains("WAN upload 2026-12: 3.0 MiB (cap 1.0 GiB)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_clock_line_shows_a_far_off_clock_and_old_answers_have_none() {
+        let mut json = serde_json::json!({
+            "node": "12D3KooW", "node_hex": "00", "ready": true, "peers": 3, "banned": 0,
+            "root_version": 1, "listen": [],
+            "counters": serde_json::to_value(crate::api::CountersView::default()).unwrap(),
+            "releases": []
+        });
+        // An older agent's answer: no clock fields, no clock line.
+        let old: crate::api::StatusView = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!((old.clock, old.clock_offset_ms), (None, None));
+        assert!(!Lines(&old).to_string().contains("clock"));
+        json["clock"] = "far-off".into();
+        json["clock_offset_ms"] = (-7_260_000i64).into();
+        let view: crate::api::StatusView = serde_json::from_value(json).unwrap();
+        let text = Lines(&view).to_string();
+        assert!(
+            text.contains("clock: FAR OFF, 2 h 1 min ahead of the fleet's"),
+            "{text}"
+        );
+        let back = serde_json::to_value(&view).unwrap();
+        assert_eq!(back["clock"], "far-off");
+        assert_eq!(
+            clock_line(Some(ClockCheck::Agrees), Some(1_200)).as_deref(),
+            Some("clock: agrees with the fleet's (1.2 s behind it, by peers' health reports)")
+        );
+        assert_eq!(clock_line(Some(ClockCheck::Unknown), None), None);
     }
 
     #[test]

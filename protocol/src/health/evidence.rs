@@ -94,12 +94,20 @@ impl EvidenceError {
     /// holding a report that does not verify), as opposed to valid reports that
     /// do not fail the gate on this node's ledger. A driver may penalise a peer
     /// for the former; the latter can be honest disagreement (a newer report
-    /// here, or clocks apart). Clock skew beyond the allowed limit or a
-    /// certificate expiring in transit can also make honest evidence invalid.
+    /// here, or clocks apart). A report dated beyond the allowed skew counts as
+    /// honest disagreement too; a certificate expiring in transit can still
+    /// make honest evidence invalid.
     pub fn is_forgery(&self) -> bool {
         !matches!(
             self,
-            EvidenceError::NotFailing { .. } | EvidenceError::LedgerMismatch { .. }
+            EvidenceError::NotFailing { .. }
+                | EvidenceError::LedgerMismatch { .. }
+                // Dated ahead of our clock and valid otherwise: our clock may be the one
+                // that is off (docs/protocol.md 11.10), so the sender is not blamed.
+                | EvidenceError::Report {
+                    source: ReportError::FromTheFuture { .. },
+                    ..
+                }
         )
     }
 }

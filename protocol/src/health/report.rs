@@ -191,7 +191,8 @@ pub enum ReportError {
         /// The release it was checked against.
         expected: ReleaseId,
     },
-    /// Dated further ahead of our clock than the allowed skew.
+    /// Dated further ahead of our clock than the allowed skew. Checked after
+    /// everything else: a report refused for this alone is otherwise valid.
     #[error("health report from node {node} is dated {time}, more than {MAX_CLOCK_SKEW_MS} ms after now ({now})")]
     FromTheFuture {
         /// The reporting node.
@@ -296,6 +297,9 @@ pub fn verify_report(
             expected: release.id,
         });
     }
+    check_wave(&report, msg, fleet, release, now)?;
+    // Checked last, so that this error means "valid in every other respect": a node
+    // whose clock is behind still learns from such reports how far behind it is.
     if report.time > now.plus_millis(MAX_CLOCK_SKEW_MS) {
         return Err(ReportError::FromTheFuture {
             node,
@@ -303,7 +307,6 @@ pub fn verify_report(
             now,
         });
     }
-    check_wave(&report, msg, fleet, release, now)?;
     Ok(VerifiedReport {
         report,
         signed: msg.clone(),

@@ -319,6 +319,19 @@ pub enum NodeEvent {
         /// The chunk.
         hash: ChunkHash,
     },
+    /// Peers' reports say this node's clock is more than
+    /// [`crate::limits::CLOCK_FAR_OFF_MS`] from the fleet's: it installs nothing and does
+    /// not halt on silence until it agrees again.
+    ClockFarOff {
+        /// The fleet's clock minus ours, in milliseconds (positive: we are behind).
+        offset_ms: i64,
+    },
+    /// Peers' reports say this node's clock, after being far off, agrees with the
+    /// fleet's again.
+    ClockAgrees {
+        /// The fleet's clock minus ours, in milliseconds.
+        offset_ms: i64,
+    },
     /// Something from a peer or the driver was refused.
     Refused {
         /// The peer, if the input came from one.

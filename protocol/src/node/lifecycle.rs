@@ -6,7 +6,7 @@ use super::{Node, NodeEvent, NodeRole, Output, Probe, Tracked, Verdict, GATE_CHE
 use crate::health::directive::{verify_directive, DirectiveAction};
 use crate::health::evidence::{build_evidence, check_evidence};
 use crate::health::gate::{evaluate, fails, GateState, WaveHealth};
-use crate::health::report::{sign_report, verify_report, HealthReport, HealthStatus};
+use crate::health::report::{sign_report, verify_report, HealthReport, HealthStatus, ReportError};
 use crate::health::FleetKeys;
 use crate::id::{NodeId, ReleaseId};
 use crate::limits::SILENCE_CONFIRM_MS;
@@ -32,16 +32,23 @@ pub(super) fn fleet_keys(trust: &TrustedState) -> FleetKeys {
     }
 }
 
-/// Offers every schedule boundary of a release that lies ahead: wave openings and the rollout end.
-pub(super) fn consider_schedule(t: &Tracked, now: Timestamp, consider: &mut impl FnMut(Timestamp)) {
+/// Offers the next schedule boundary of a release that lies ahead of `schedule_now`
+/// (a wave opening or the rollout end), on our clock: `lag_ms` later than the schedule
+/// says when our clock is known to run ahead (11.10).
+pub(super) fn consider_schedule(
+    t: &Tracked,
+    schedule_now: Timestamp,
+    lag_ms: u64,
+    consider: &mut impl FnMut(Timestamp),
+) {
     if t.state.is_stopped() {
         return;
     }
     let policy = t.release.policy();
     for i in 0..=policy.waves.len() {
         let at = policy.scheduled_open(i);
-        if at > now {
-            consider(at);
+        if at > schedule_now {
+            consider(at.plus_millis(lag_ms));
             break;
         }
     }
@@ -76,7 +83,7 @@ impl Node {
                     Verdict::Reject
                 }
             },
-            Gossip::Health(sh) => self.on_health(Some(from), &sh),
+            Gossip::Health(sh) => self.on_health(Some(from), &sh, true),
             Gossip::Halt(ev) => self.on_halt_evidence(from, &ev),
             Gossip::Directive(bytes) => match self.on_directive(&bytes, false) {
                 Ok(true) => Verdict::Accept,
@@ -86,8 +93,14 @@ impl Node {
         }
     }
 
-    /// Verifies a health report and adds it to its release's ledger.
-    pub(super) fn on_health(&mut self, from: Option<NodeId>, sh: &SignedHealth) -> Verdict {
+    /// Verifies a health report and adds it to its release's ledger. `fresh`: it came by
+    /// gossip, so it was signed moments ago and its time is a sample of its sender's clock.
+    pub(super) fn on_health(
+        &mut self,
+        from: Option<NodeId>,
+        sh: &SignedHealth,
+        fresh: bool,
+    ) -> Verdict {
         let release_id = match crate::health::report::peek_release(sh) {
             Ok(id) => id,
             Err(e) => {
@@ -104,6 +117,19 @@ impl Node {
         };
         let verified = match verify_report(sh, &self.fleet, &t.release, now) {
             Ok(v) => v,
+            Err(e @ ReportError::FromTheFuture { node, time, .. }) => {
+                // Valid in every other respect: when many nodes send these, our clock is
+                // behind (11.10). Ignored, not rejected: the peer that relayed it
+                // is not at fault for our clock.
+                if fresh {
+                    self.clock.sample(node, time, now);
+                }
+                self.event(NodeEvent::Refused {
+                    from,
+                    reason: e.to_string(),
+                });
+                return Verdict::Ignore;
+            }
             Err(e) => {
                 self.event(NodeEvent::Refused {
                     from,
@@ -112,8 +138,13 @@ impl Node {
                 return Verdict::Reject;
             }
         };
+        let (node, time) = (verified.report().node, verified.report().time);
         match t.ledger.insert(verified) {
             Ok(_) => {
+                // Only a report new to the ledger: a replayed copy says nothing about now.
+                if fresh {
+                    self.clock.sample(node, time, now);
+                }
                 // A new report is checked soon, even if the periodic check is further away.
                 let soon = now.plus_millis(GATE_CHECK_DELAY_MS);
                 t.gate_check_at = Some(t.gate_check_at.map_or(soon, |at| at.min(soon)));
@@ -124,7 +155,9 @@ impl Node {
     }
 
     fn on_halt_evidence(&mut self, from: NodeId, ev: &crate::wire::HaltEvidence) -> Verdict {
-        let now = self.now;
+        // Judged at the fleet's time when ours is known to be behind: evidence is what
+        // halts a fleet, and our clock must not keep us from seeing it (11.10).
+        let now = self.expiry_now();
         let Some(t) = self.releases.get_mut(&ev.release) else {
             return Verdict::Ignore;
         };
@@ -270,6 +303,7 @@ impl Node {
     /// Re-evaluates the gates of every opened wave when due; a failed gate halts and is announced with evidence.
     fn check_gates(&mut self, id: ReleaseId) {
         let now = self.now;
+        let far_off = self.clock_far_off();
         let Some(t) = self.releases.get_mut(&id) else {
             return;
         };
@@ -305,6 +339,11 @@ impl Node {
                 // A failure that rests on silence may only mean we missed a node's final
                 // `baked` report (it is sent once): ask a peer for the wave's reports first.
                 let by_silence = !fails(health.reporting, health.failed, &policy.health);
+                // Silence is measured with our clock; when peers say it is far off, a halt
+                // on silence would be our clock's doing, not the fleet's (11.10).
+                if by_silence && far_off {
+                    continue;
+                }
                 if by_silence && !self.peers.is_empty() {
                     match t.silence_check {
                         Some((w, asked)) if w == wave => {
@@ -376,11 +415,12 @@ impl Node {
         }
     }
 
-    /// Whether this node's wave is open: its scheduled time has come and every earlier wave's gate passed.
+    /// Whether this node's wave is open: its scheduled time has come (by the earlier of our
+    /// clock and the fleet's, see [`Node::schedule_now`]) and every earlier wave's gate passed.
     pub(super) fn wave_open(&self, t: &Tracked) -> bool {
         let policy = t.release.policy();
         let w = t.wave as usize;
-        if self.now < policy.scheduled_open(w) {
+        if self.schedule_now() < policy.scheduled_open(w) {
             return false;
         }
         (0..w)
@@ -397,8 +437,15 @@ impl Node {
         if !matches!(t.state, RolloutState::Staged) || t.halt.is_some() {
             return;
         }
-        // Freeze protection: never start an install on expired metadata.
-        if self.trust.expired(self.now).is_some() {
+        // Freeze protection: never start an install on expired metadata, by our clock or,
+        // when ours is known to be behind, by the fleet's.
+        if self.trust.expired(self.now).is_some() || self.trust.expired(self.expiry_now()).is_some()
+        {
+            return;
+        }
+        // A clock known to be far off would misjudge the schedule, silence and expiry,
+        // and our reports would be refused or look silent to peers: wait until it agrees.
+        if self.clock_far_off() {
             return;
         }
         if !self.wave_open(t) {
@@ -531,6 +578,6 @@ impl Node {
             data: Gossip::Health(sh.clone()).encode(),
         });
         // Our own report counts in our own ledger like anyone else's.
-        self.on_health(None, &sh);
+        self.on_health(None, &sh, false);
     }
 }

@@ -77,7 +77,7 @@ impl Node {
     /// which reports refusals as events) and what it accepts is passed on.
     pub(super) fn on_local_health(&mut self, reports: Vec<SignedHealth>) {
         for sh in reports {
-            if self.on_health(None, &sh) == Verdict::Accept {
+            if self.on_health(None, &sh, false) == Verdict::Accept {
                 self.outputs.push_back(Output::Broadcast {
                     topic: TOPIC_HEALTH,
                     data: Gossip::Health(sh).encode(),

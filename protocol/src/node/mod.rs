@@ -34,12 +34,14 @@ pub use io::{Input, NodeEvent, Output, Verdict};
 pub use status::{NodeStatus, ReleaseStatus};
 
 use crate::chunk::{ChunkHash, ChunkList};
+use crate::clock::{ClockCheck, ClockEstimate};
 use crate::fetch::{Bandwidth, Bitfield, Download, PeerBook, TransferPolicy, WanElection};
 use crate::health::directive::DirectiveLog;
 use crate::health::ledger::Ledger;
 use crate::health::FleetKeys;
 use crate::id::{NodeId, ReleaseId};
 use crate::keys::SigningKey;
+use crate::limits::CLOCK_SLACK_MS;
 use crate::metadata::trust::TrustedState;
 use crate::release::Release;
 use crate::rollout::{HaltReason, RolloutEvent, RolloutState};
@@ -220,6 +222,11 @@ pub struct Node {
     site_generation: u64,
     /// What the driver allows now (WAN windows, upload cap).
     policy: TransferPolicy,
+    /// This node's clock offset from the fleet's, from peers' reports (see [`crate::clock`]).
+    clock: ClockEstimate,
+    /// The last known clock check (`Unknown` until there is one), so each change is
+    /// announced once.
+    clock_announced: ClockCheck,
 }
 
 impl Node {
@@ -250,6 +257,8 @@ impl Node {
             site_peers: BTreeSet::new(),
             site_generation: 1,
             policy: TransferPolicy::default(),
+            clock: ClockEstimate::new(),
+            clock_announced: ClockCheck::Unknown,
         };
         for release in node.trust.releases() {
             node.track(release);
@@ -349,10 +358,69 @@ impl Node {
         self.drive_rollouts();
         self.drive_health_sync();
         self.flush_have();
+        self.watch_clock();
+    }
+
+    /// The fleet's clock minus ours, in milliseconds, when peers' reports tell.
+    fn clock_offset(&self) -> Option<i64> {
+        self.clock.offset_ms(self.now)
+    }
+
+    /// Whether peers' reports say our clock is more than [`crate::limits::CLOCK_FAR_OFF_MS`] off.
+    fn clock_far_off(&self) -> bool {
+        self.clock.check(self.now) == ClockCheck::FarOff
+    }
+
+    /// The earlier of our clock and the fleet's as estimated: the time schedules are
+    /// judged by, so a clock ahead never opens a wave early. Offsets within
+    /// [`CLOCK_SLACK_MS`] are measurement noise and ignored.
+    fn schedule_now(&self) -> Timestamp {
+        match self.clock_offset() {
+            Some(o) if o < 0 && o.unsigned_abs() > CLOCK_SLACK_MS => {
+                Timestamp(self.now.0.saturating_sub(o.unsigned_abs()))
+            }
+            _ => self.now,
+        }
+    }
+
+    /// The later of our clock and the fleet's as estimated: the time expiry is judged by,
+    /// so a clock behind never takes expired metadata for fresh.
+    fn expiry_now(&self) -> Timestamp {
+        match self.clock_offset() {
+            Some(o) if o > 0 && o.unsigned_abs() > CLOCK_SLACK_MS => {
+                self.now.plus_millis(o.unsigned_abs())
+            }
+            _ => self.now,
+        }
+    }
+
+    /// Announces a change of the clock check (far off, agreeing again) as an event.
+    fn watch_clock(&mut self) {
+        let check = self.clock.check(self.now);
+        // Evidence that aged out says nothing: the last word stands until there is more.
+        if check == self.clock_announced || check == ClockCheck::Unknown {
+            return;
+        }
+        let was = std::mem::replace(&mut self.clock_announced, check);
+        match (check, self.clock_offset()) {
+            (ClockCheck::FarOff, Some(offset_ms)) => {
+                self.event(NodeEvent::ClockFarOff { offset_ms });
+            }
+            (ClockCheck::Agrees, Some(offset_ms)) if was == ClockCheck::FarOff => {
+                self.event(NodeEvent::ClockAgrees { offset_ms });
+            }
+            // A first agreeing estimate is the normal case, not worth an event.
+            _ => {}
+        }
     }
 
     fn next_wakeup(&self) -> Timestamp {
         let now = self.now;
+        // Schedules are judged on `schedule_now`, which may lag our clock (11.10).
+        let (schedule_now, lag) = {
+            let s = self.schedule_now();
+            (s, now.millis_since(s))
+        };
         let mut next = now.plus_millis(IDLE_TICK_MS);
         let mut consider = |t: Timestamp| {
             if t > now && t < next {
@@ -384,7 +452,7 @@ impl Node {
             if let Some(d) = self.stall_deadline(t) {
                 consider(d);
             }
-            lifecycle::consider_schedule(t, now, &mut consider);
+            lifecycle::consider_schedule(t, schedule_now, lag, &mut consider);
         }
         next
     }

@@ -1,6 +1,7 @@
 //! A read-only view of a node for status pages and tests.
 
 use super::{Node, NodeRole};
+use crate::clock::ClockCheck;
 use crate::health::gate::{evaluate, WaveHealth};
 use crate::id::NodeId;
 use crate::id::ReleaseId;
@@ -50,6 +51,12 @@ pub struct NodeStatus {
     pub root_version: u64,
     /// Releases followed.
     pub releases: Vec<ReleaseStatus>,
+    /// The fleet's clock minus ours, in milliseconds (positive: ours is behind), as
+    /// estimated from peers' health reports; `None` without enough of them.
+    pub clock_offset_ms: Option<i64>,
+    /// Whether that offset is within [`crate::limits::CLOCK_FAR_OFF_MS`]; while
+    /// [`ClockCheck::FarOff`] the node installs nothing.
+    pub clock: ClockCheck,
 }
 
 impl Node {
@@ -79,6 +86,8 @@ impl Node {
             banned: self.book.len(),
             root_version: self.trust.root_version(),
             releases,
+            clock_offset_ms: self.clock.offset_ms(self.now),
+            clock: self.clock.check(self.now),
         }
     }
 

@@ -119,8 +119,9 @@ impl Node {
         reports: Vec<SignedHealth>,
     ) {
         for sh in &reports {
-            // Refusals are reported as events by `on_health`; the rest still count.
-            let _ = self.on_health(Some(from), sh);
+            // Refusals are reported as events by `on_health`; the rest still count. Not
+            // fresh: these may be hours old, so their times say nothing about our clock.
+            let _ = self.on_health(Some(from), sh, false);
         }
         // A gate waiting on this answer (see `check_gates`) is decided now, changed or not.
         self.check_gates_now(&release);

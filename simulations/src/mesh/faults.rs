@@ -140,7 +140,7 @@ impl Mesh {
     /// Kills node `i` (as `kill -9` would) and starts it again from what it had made durable:
     /// its trusted metadata, chunk lists and chunk store. Its connections drop and come back.
     pub fn restart(&mut self, i: usize) -> Result<(), String> {
-        let now = self.now;
+        let now = self.local_time(i, self.now);
         let n = &mut self.nodes[i];
         let trust = match &n.saved_trust {
             Some(stored) => TrustedState::from_stored(stored).map_err(|e| e.to_string())?,

@@ -186,6 +186,8 @@ struct SimNode {
     serves_corrupt: bool,
     /// Lies about health.
     lie: Option<HealthLie>,
+    /// How far this node's clock runs ahead of simulated time, in ms (behind when negative).
+    clock_offset_ms: i64,
     /// Chunks held; their bytes live in the mesh's shared content table.
     store: HashSet<ChunkHash>,
     /// Chunks of the tracked release held.
@@ -317,6 +319,7 @@ impl Mesh {
                 writes: HashMap::new(),
                 serves_corrupt: false,
                 lie: None,
+                clock_offset_ms: 0,
                 store: HashSet::new(),
                 tracked_held: 0,
                 staged: BTreeMap::new(),
@@ -524,7 +527,8 @@ impl Mesh {
             return Ok(());
         }
         self.trace_event(node, input_kind(&input));
-        self.nodes[node].engine.handle_input(self.now, input);
+        let now = self.local_time(node, self.now);
+        self.nodes[node].engine.handle_input(now, input);
         self.drain(node)
     }
 
@@ -544,6 +548,8 @@ impl Mesh {
             let out = self.nodes[i].engine.poll_output();
             match out {
                 Output::Timeout(t) => {
+                    // The engine's timer is on its own clock.
+                    let t = self.sim_time(i, t);
                     let n = &mut self.nodes[i];
                     if n.next_wake.is_none_or(|w| t < w || w <= self.now) {
                         n.next_wake = Some(t);
@@ -598,6 +604,28 @@ impl Mesh {
     /// Makes node `i` serve every chunk with one byte flipped.
     pub fn make_liar(&mut self, i: usize) {
         self.nodes[i].serves_corrupt = true;
+    }
+
+    /// Runs node `i`'s clock `offset_ms` ahead of simulated time (behind when negative):
+    /// its engine is given `now + offset_ms`, and its timers are taken back to simulated
+    /// time. Call before the first [`Mesh::run_until`]: the engine is built afresh at its
+    /// own clock's reading, since an engine's time never goes backwards.
+    pub fn set_clock_offset(&mut self, i: usize, offset_ms: i64) {
+        self.nodes[i].clock_offset_ms = offset_ms;
+        let now = self.local_time(i, self.now);
+        let n = &mut self.nodes[i];
+        let trust = n.engine.trust().clone();
+        n.engine = Node::new(n.key.clone(), trust, n.node_config.clone(), now);
+    }
+
+    /// Node `i`'s clock reading at simulated time `t`.
+    fn local_time(&self, i: usize, t: Timestamp) -> Timestamp {
+        Timestamp(t.0.saturating_add_signed(self.nodes[i].clock_offset_ms))
+    }
+
+    /// The simulated time at which node `i`'s clock reads `t`.
+    fn sim_time(&self, i: usize, t: Timestamp) -> Timestamp {
+        Timestamp(t.0.saturating_add_signed(self.nodes[i].clock_offset_ms.saturating_neg()))
     }
 
     /// Makes node `i` lie about health in the given way.
