@@ -54,6 +54,24 @@ pub const DISK_FULL_PAUSE_MIN: std::time::Duration = std::time::Duration::from_s
 /// Longest pause of fetching (and between staging or install retries) on a full disk.
 pub const DISK_FULL_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Staging or installing waits out a full disk: each failure is recorded (so
+/// the loop pauses fetching) and the next try comes after a pause that
+/// doubles from [`DISK_FULL_PAUSE_MIN`] to [`DISK_FULL_PAUSE_MAX`].
+struct FullDiskRetry {
+    pause: std::time::Duration,
+    counters: Arc<Mutex<Counters>>,
+    no_space: Arc<AtomicU64>,
+}
+
+impl FullDiskRetry {
+    /// Records a full-disk failure and sleeps until the next try.
+    async fn wait(&mut self) {
+        Driver::disk_outcome(&self.counters, &self.no_space, true);
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(DISK_FULL_PAUSE_MAX);
+    }
+}
+
 /// `added` bytes over `elapsed` as bytes per second (zero without an interval).
 fn per_second(added: &ClassTraffic, elapsed: Option<std::time::Duration>) -> ClassTraffic {
     let secs = elapsed.map_or(0.0, |e| e.as_secs_f64());
@@ -458,6 +476,15 @@ impl Driver {
             let policy = self.effective_policy();
             self.node.handle_input(now(), Input::TransferPolicy(policy));
             self.drain_outputs();
+        }
+    }
+
+    /// A retry schedule for background work that found the disk full.
+    fn full_disk_retry(&self) -> FullDiskRetry {
+        FullDiskRetry {
+            pause: DISK_FULL_PAUSE_MIN,
+            counters: self.shared.counters.clone(),
+            no_space: self.no_space.clone(),
         }
     }
 
@@ -879,10 +906,13 @@ impl Driver {
                 request_id,
                 data,
             } => {
-                if let Ok(waveguard_protocol::wire::Request::Chunk { release, index }) =
-                    waveguard_protocol::wire::Request::decode(&data)
-                {
-                    debug!(target: CHUNK_LOG_TARGET, %release, index, peer = %to, "chunk requested");
+                // Decoded only when the line is wanted: this is every outgoing request.
+                if tracing::enabled!(target: CHUNK_LOG_TARGET, tracing::Level::DEBUG) {
+                    if let Ok(waveguard_protocol::wire::Request::Chunk { release, index }) =
+                        waveguard_protocol::wire::Request::decode(&data)
+                    {
+                        debug!(target: CHUNK_LOG_TARGET, %release, index, peer = %to, "chunk requested");
+                    }
                 }
                 self.net.send_request(to, request_id, data)
             }
@@ -967,9 +997,8 @@ impl Driver {
                 self.targets.insert(release, target_path.clone());
                 let store = self.store.clone();
                 let tx = self.local_tx.clone();
-                let (counters, no_space) = (self.shared.counters.clone(), self.no_space.clone());
+                let mut retry = self.full_disk_retry();
                 tokio::spawn(async move {
-                    let mut pause = DISK_FULL_PAUSE_MIN;
                     let input = loop {
                         let (store, target_path, chunks) =
                             (store.clone(), target_path.clone(), chunks.clone());
@@ -979,7 +1008,7 @@ impl Driver {
                         .await;
                         match assembled {
                             Ok(Ok(_)) => {
-                                Driver::disk_outcome(&counters, &no_space, false);
+                                Driver::disk_outcome(&retry.counters, &retry.no_space, false);
                                 break Input::ArtifactStaged {
                                     release,
                                     result: Ok(()),
@@ -988,10 +1017,8 @@ impl Driver {
                             // A full disk is this machine's problem, not the release's: wait
                             // for space instead of failing the release (which would halt it).
                             Ok(Err(e @ crate::store::AssembleError::NoSpace { .. })) => {
-                                warn!(%release, %e, retry_in = ?pause, "cannot stage the artifact: the disk is full");
-                                Driver::disk_outcome(&counters, &no_space, true);
-                                tokio::time::sleep(pause).await;
-                                pause = (pause * 2).min(DISK_FULL_PAUSE_MAX);
+                                warn!(%release, %e, retry_in = ?retry.pause, "cannot stage the artifact: the disk is full");
+                                retry.wait().await;
                             }
                             // Our store lost a chunk: fetch it again instead of giving the release up.
                             Ok(Err(e)) => match e.lost_chunk() {
@@ -1026,9 +1053,8 @@ impl Driver {
                     .map(|t| self.store.staged_path(&release, t));
                 let installer = self.installer.clone();
                 let tx = self.local_tx.clone();
-                let (counters, no_space) = (self.shared.counters.clone(), self.no_space.clone());
+                let mut retry = self.full_disk_retry();
                 tokio::spawn(async move {
-                    let mut pause = DISK_FULL_PAUSE_MIN;
                     let result = loop {
                         let Some(path) = &staged else {
                             break Err("the staged artifact is gone".to_string());
@@ -1044,10 +1070,8 @@ impl Driver {
                         match installed {
                             // As when staging: wait for space rather than report the release failed.
                             Err(e) if e.is_no_space() => {
-                                warn!(%release, %e, retry_in = ?pause, "cannot install: the disk is full");
-                                Driver::disk_outcome(&counters, &no_space, true);
-                                tokio::time::sleep(pause).await;
-                                pause = (pause * 2).min(DISK_FULL_PAUSE_MAX);
+                                warn!(%release, %e, retry_in = ?retry.pause, "cannot install: the disk is full");
+                                retry.wait().await;
                             }
                             other => break other.map(|_| ()).map_err(|e| e.to_string()),
                         }

@@ -20,7 +20,9 @@
 
 mod daemons;
 
-use daemons::{arg, check_chunk_files, installed, state_of, Daemon, Node, Published, Rng, Vendor};
+use daemons::{
+    arg, check_chunk_files, installed, run_seeder, state_of, Daemon, Node, Published, Rng, Vendor,
+};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
@@ -185,15 +187,7 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
 
     let seeder = Node::new(&tmp.path().join("seeder"), &tmp.path().join("seeder/data"));
     let seeder_config = seeder.write_config("seeder", &vendor.root(), &[], 0, "");
-    let start_seeder = |n: usize| {
-        let mut d = Daemon::start(
-            &["seed", arg(&vendor.repo), "--config", arg(&seeder_config)],
-            &seeder.dir.join(format!("seed-{n}.log")),
-            "info",
-        );
-        d.wait_ready(&seeder, START_LIMIT);
-        d
-    };
+    let start_seeder = |n: usize| run_seeder(&seeder, &vendor, &seeder_config, n, START_LIMIT);
     let mut seed_daemon = start_seeder(0);
 
     let agent_dir = tmp.path().join("agent");

@@ -14,7 +14,7 @@
 
 mod daemons;
 
-use daemons::{arg, check_chunk_files, installed, state_of, Daemon, Node, Rng, Vendor};
+use daemons::{arg, check_chunk_files, installed, run_seeder, state_of, Daemon, Node, Rng, Vendor};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -154,15 +154,7 @@ fn a_full_disk_pauses_fetching_keeps_serving_and_recovers_when_space_returns() {
 
     let seeder = Node::new(&tmp.path().join("seeder"), &tmp.path().join("seeder/data"));
     let seeder_config = seeder.write_config("seeder", &vendor.root(), &[], 0, "");
-    let start_seeder = |n: usize| {
-        let mut d = Daemon::start(
-            &["seed", arg(&vendor.repo), "--config", arg(&seeder_config)],
-            &seeder.dir.join(format!("seed-{n}.log")),
-            "info",
-        );
-        d.wait_ready(&seeder, LIMIT);
-        d
-    };
+    let start_seeder = |n: usize| run_seeder(&seeder, &vendor, &seeder_config, n, LIMIT);
     let mut seed_daemon = start_seeder(0);
 
     // The agent under test: config and log on the ordinary disk, data on the tmpfs.

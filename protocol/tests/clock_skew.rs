@@ -240,6 +240,21 @@ fn tick(n: &mut Node, at: Timestamp, skew_ms: i64) -> Vec<Output> {
     drain(n)
 }
 
+/// Checks that `n` estimates its clock `skew_ms` off (within a second) and flags it far
+/// off; returns the estimate.
+fn assert_far_off(n: &Node, skew_ms: i64) -> i64 {
+    let offset = n
+        .status()
+        .clock_offset_ms
+        .expect("five reporters give an estimate");
+    assert!(
+        (offset + skew_ms).abs() < 1000,
+        "offset {offset} for a skew of {skew_ms}"
+    );
+    assert_eq!(n.status().clock, ClockCheck::FarOff);
+    offset
+}
+
 fn installs(out: &[Output]) -> bool {
     out.iter().any(|o| matches!(o, Output::Install { .. }))
 }
@@ -280,15 +295,7 @@ fn a_node_hours_ahead_is_flagged_and_neither_installs_nor_halts() {
         verdicts.iter().all(|v| *v == Verdict::Accept),
         "{verdicts:?}"
     );
-    let offset = n
-        .status()
-        .clock_offset_ms
-        .expect("five reporters give an estimate");
-    assert!(
-        (offset + skew).abs() < 1000,
-        "offset {offset} for a skew of {skew}"
-    );
-    assert_eq!(n.status().clock, ClockCheck::FarOff);
+    let offset = assert_far_off(&n, skew);
     assert!(out.iter().any(
         |o| matches!(o, Output::Event(NodeEvent::ClockFarOff { offset_ms }) if *offset_ms == offset)
     ));
@@ -331,15 +338,7 @@ fn a_node_hours_behind_is_flagged_ignores_future_reports_without_blame_and_does_
         verdicts.iter().all(|v| *v == Verdict::Ignore),
         "{verdicts:?}"
     );
-    let offset = n
-        .status()
-        .clock_offset_ms
-        .expect("five reporters give an estimate");
-    assert!(
-        (offset + skew).abs() < 1000,
-        "offset {offset} for a skew of {skew}"
-    );
-    assert_eq!(n.status().clock, ClockCheck::FarOff);
+    assert_far_off(&n, skew);
     // Its own clock reaches the wave's schedule: it still waits.
     let out = tick(&mut n, at.plus_secs(70), skew);
     assert!(!installs(&out), "{out:?}");

@@ -363,6 +363,24 @@ impl Daemon {
     }
 }
 
+/// Starts `waveguard seed` for `vendor`'s repository as `seeder` (config at
+/// `config`), logging to `seed-<n>.log`, and waits until it answers.
+pub fn run_seeder(
+    seeder: &Node,
+    vendor: &Vendor,
+    config: &Path,
+    n: usize,
+    limit: Duration,
+) -> Daemon {
+    let mut d = Daemon::start(
+        &["seed", arg(&vendor.repo), "--config", arg(config)],
+        &seeder.dir.join(format!("seed-{n}.log")),
+        "info",
+    );
+    d.wait_ready(seeder, limit);
+    d
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
