@@ -278,6 +278,11 @@ def check_refused(c: Checker, v: dict, signed: dict, rid: bytes) -> None:
         "non-NFC text": '{"signatures":[],"signed":{"p":"cafe\\u0301"}}',
         "control character": '{"signatures":[],"signed":{"p":"a\\nb"}}',
         "uppercase signature": report.replace(sig, sig.upper()),
+        "envelope as an array": '[{"p":1},[]]',
+        "signature as an array": json.dumps(
+            {"signatures": [[json.loads(report)["signatures"][0]["keyid"], sig]], "signed": {"p": 1}},
+            separators=(",", ":"),
+        ),
     }
     names = [e["name"] for e in v["envelopes"]]
     c.eq("refused.envelopes (names)", names, list(want_json))

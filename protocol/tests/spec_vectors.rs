@@ -571,6 +571,8 @@ fn refused_vector() -> Value {
         ("non-NFC text", r#"{"signatures":[],"signed":{"p":"cafe\u0301"}}"#.to_string()),
         ("control character", r#"{"signatures":[],"signed":{"p":"a\nb"}}"#.to_string()),
         ("uppercase signature", upper),
+        ("envelope as an array", r#"[{"p":1},[]]"#.to_string()),
+        ("signature as an array", format!(r#"{{"signatures":[["{}","{}"]],"signed":{{"p":1}}}}"#, env.signatures[0].keyid.0, sig)),
     ]
     .into_iter()
     .map(|(name, json_text)| {
@@ -768,6 +770,8 @@ fn refusal_vectors_are_refused_at_the_step_the_spec_names() {
             ("non-NFC text", "not-normalised"),
             ("control character", "not-normalised"),
             ("uppercase signature", "bad-signature-encoding"),
+            ("envelope as an array", "json"),
+            ("signature as an array", "json"),
             ("request_metadata_padded_variant", "not-minimal"),
             ("request_chunk_padded_index", "not-minimal"),
             ("response_chunk_padded_length", "not-minimal"),
@@ -807,7 +811,7 @@ fn quoted_values(v: &Value) -> Vec<String> {
     .filter_map(|p| s(p))
     .collect();
     for e in v["refused"]["envelopes"].as_array().into_iter().flatten() {
-        if e["name"] != "uppercase signature" {
+        if e["name"] != "uppercase signature" && e["name"] != "signature as an array" {
             out.push(e["json"].as_str().unwrap_or_default().to_string());
         }
     }

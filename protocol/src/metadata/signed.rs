@@ -97,6 +97,31 @@ pub enum DecodeError {
     },
 }
 
+/// Refuses (as `Json`, spec 5.2 step 2) an envelope that is not an object,
+/// whose `signed` is not an object, or whose `signatures` holds anything but
+/// objects: serde reads a struct written as an array, which would re-encode to
+/// different and larger bytes than were received.
+fn check_object_shape(value: &serde_json::Value, kind: &'static str) -> Result<(), DecodeError> {
+    let not = |what: &str| {
+        Err(DecodeError::Json {
+            kind,
+            source: serde::de::Error::custom(format!("{what} must be a JSON object")),
+        })
+    };
+    let Some(envelope) = value.as_object() else {
+        return not("the envelope");
+    };
+    if envelope.get("signed").is_some_and(|s| !s.is_object()) {
+        return not("`signed`");
+    }
+    if let Some(serde_json::Value::Array(signatures)) = envelope.get("signatures") {
+        if signatures.iter().any(|s| !s.is_object()) {
+            return not("every entry of `signatures`");
+        }
+    }
+    Ok(())
+}
+
 fn is_lower_hex(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -160,8 +185,11 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
                 limit,
             });
         }
-        let raw: RawEnvelope =
+        let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|source| DecodeError::Json { kind, source })?;
+        check_object_shape(&value, kind)?;
+        let raw: RawEnvelope =
+            serde_json::from_value(value).map_err(|source| DecodeError::Json { kind, source })?;
         if raw.signatures.len() > MAX_SIGNATURES {
             return Err(DecodeError::TooManySignatures {
                 kind,
