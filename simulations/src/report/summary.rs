@@ -50,6 +50,9 @@ pub struct Summary {
     pub waves: Vec<WaveSummary>,
     /// Seconds from publication until each endpoint held the whole release.
     pub download: Percentiles,
+    /// The same for the endpoints with no injected fault (neither corrupt nor lying).
+    #[serde(default)]
+    pub download_honest: Percentiles,
     /// The P2P lower bound on distribution time and how the run compares.
     pub lower_bound: BoundSummary,
     /// Bytes the seeder uploaded.
