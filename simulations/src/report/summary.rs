@@ -331,6 +331,7 @@ mod tests {
                 opened_at_s: Some(0.0),
             }],
             download: Percentiles::from_samples(&mut vec![10.0]),
+            download_honest: Percentiles::from_samples(&mut vec![10.0]),
             lower_bound: b.summary(Some(10.0)),
             seeder_upload_bytes: 1_000_000,
             bytes_per_node: [("chunk".to_string(), 1e6), ("have".to_string(), f64::NAN)]
