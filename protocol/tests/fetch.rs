@@ -559,7 +559,7 @@ fn complete_download_issues_nothing() {
 enum Behaviour {
     /// Sends only chunks it has; ignores the rest (they time out).
     Silent,
-    /// Sends chunks it has; answers NotFound for the rest (it denies them).
+    /// Sends chunks it has; answers NotFound for the rest.
     Refusing,
     /// Sends garbage.
     Corrupting,
@@ -607,10 +607,8 @@ struct Sim {
     peers: Vec<SimPeer>,
     honest: NodeId,
     book: PeerBook,
-    /// What we have told the download each peer has, minus what it denied.
+    /// What we have told the download each peer has.
     known: BTreeMap<NodeId, Bitfield>,
-    /// Chunks each peer answered NotFound for: its claims of them are not believed.
-    denied: BTreeSet<(NodeId, u32)>,
     /// Outstanding requests, tracked from what the API returned.
     out: BTreeSet<(NodeId, u32)>,
     now: Timestamp,
@@ -680,15 +678,6 @@ impl Sim {
                 if let Some(k) = self.known.get_mut(&id) {
                     k.set(index);
                 }
-                self.denied.remove(&(id, index));
-            }
-            Behaviour::Refusing => {
-                self.out.remove(&(id, index));
-                self.d.on_not_found(&id, index);
-                if let Some(k) = self.known.get_mut(&id) {
-                    k.clear(index);
-                }
-                self.denied.insert((id, index));
             }
             _ => self.fail(id, index),
         }
@@ -702,11 +691,8 @@ impl Sim {
         }
     }
 
-    fn announce(&mut self, id: NodeId, mut have: Bitfield) {
+    fn announce(&mut self, id: NodeId, have: Bitfield) {
         if self.d.set_peer_have(id, have.clone()) {
-            for &(_, i) in self.denied.range((id, 0)..=(id, u32::MAX)) {
-                have.clear(i);
-            }
             self.known.insert(id, have);
         }
     }
@@ -747,7 +733,6 @@ proptest! {
             honest,
             book: PeerBook::new(),
             known: BTreeMap::new(),
-            denied: BTreeSet::new(),
             out: BTreeSet::new(),
             now: T0,
         };
@@ -773,7 +758,7 @@ proptest! {
                 Event::Announce(k, i) => {
                     let p = peers[k % peers.len()].id;
                     let i = i % n;
-                    if sim.d.peer_got(p, i) && !sim.denied.contains(&(p, i)) {
+                    if sim.d.peer_got(p, i) {
                         sim.known.entry(p).or_insert_with(|| Bitfield::new(n)).set(i);
                     }
                 }

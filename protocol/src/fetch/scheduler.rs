@@ -19,13 +19,6 @@
 //! strike. Strikes count requests, not polls, so a peer that lets a whole batch
 //! of requests expire is benched at once, however the driver schedules polls.
 //!
-//! A peer that answers `NotFound` for a chunk it claimed has **denied** it:
-//! the chunk is taken off its availability, and its later announcements of
-//! that chunk are not believed for the rest of the download (until it delivers
-//! the chunk or is tracked afresh after a reconnect). A peer that claims every
-//! chunk and holds few therefore costs one quick answer per chunk, not one per
-//! announcement.
-//!
 //! A peer that answers `Busy` rests for [`BUSY_BACKOFF_MS`] and comes back
 //! with half its slots; being busy is an honest answer, not a strike. With a
 //! byte window ([`Download::set_byte_window`]), requests in flight never add
@@ -169,9 +162,6 @@ impl Standing {
 struct Peer {
     /// Chunks it says it has (minus those it failed to deliver).
     have: Bitfield,
-    /// Chunks it answered `NotFound` for: its claims of them are not believed.
-    /// Made on the first denial.
-    denied: Option<Bitfield>,
     /// Our requests to it that are outstanding.
     in_flight: usize,
     /// How it has answered lately.
@@ -371,16 +361,11 @@ impl Download {
     /// Returns whether the availability was recorded: a peer beyond
     /// [`MAX_TRACKED_PEERS`] is ignored until a tracked one is removed, and a
     /// bitfield whose length is not the release's chunk count is refused.
-    pub fn set_peer_have(&mut self, peer: NodeId, mut have: Bitfield) -> bool {
+    pub fn set_peer_have(&mut self, peer: NodeId, have: Bitfield) -> bool {
         if have.len() != self.held.len() {
             return false;
         }
         if let Some(p) = self.peers.get_mut(&peer) {
-            if let Some(denied) = &p.denied {
-                for i in denied.ones() {
-                    have.clear(i);
-                }
-            }
             count_bits(&mut self.avail, &p.have, false);
             count_bits(&mut self.avail, &have, true);
             p.have = have;
@@ -439,9 +424,6 @@ impl Download {
 
     fn mark_peer_has(&mut self, peer: &NodeId, index: u32) {
         if let Some(p) = self.peers.get_mut(peer) {
-            if p.denied.as_ref().is_some_and(|d| d.get(index)) {
-                return;
-            }
             if p.have.set(index) {
                 if let Some(a) = self.avail.get_mut(index as usize) {
                     *a = a.saturating_add(1);
@@ -788,10 +770,6 @@ impl Download {
                 p.standing = p.standing.forgive();
             }
         }
-        // It delivered the chunk: it holds it, whatever it answered before.
-        if let Some(d) = self.peers.get_mut(peer).and_then(|p| p.denied.as_mut()) {
-            d.clear(index);
-        }
         self.mark_peer_has(peer, index);
         if self.held.set(index) {
             self.missing = self.missing.saturating_sub(1);
@@ -853,24 +831,6 @@ impl Download {
     pub fn on_request_failed(&mut self, peer: &NodeId, index: u32) {
         self.drop_request(peer, index);
         self.mark_peer_lacks(peer, index);
-    }
-
-    /// `peer` answered `NotFound` to the request for chunk `index`: like
-    /// [`Download::on_request_failed`], and the peer has denied the chunk, so
-    /// its later announcements of it are not believed (see the module
-    /// documentation). An index past the end or an unknown peer changes nothing
-    /// but the request.
-    pub fn on_not_found(&mut self, peer: &NodeId, index: u32) {
-        self.on_request_failed(peer, index);
-        let chunks = self.held.len();
-        if index >= chunks {
-            return;
-        }
-        if let Some(p) = self.peers.get_mut(peer) {
-            p.denied
-                .get_or_insert_with(|| Bitfield::new(chunks))
-                .set(index);
-        }
     }
 
     /// `peer` answered `Busy` to the request for chunk `index` at `now`: the
@@ -1014,7 +974,6 @@ impl Peer {
     fn new(have: Bitfield) -> Peer {
         Peer {
             have,
-            denied: None,
             in_flight: 0,
             standing: Standing::Good,
         }
@@ -1191,45 +1150,6 @@ mod tests {
         }
 
         #[test]
-        fn a_denied_chunk_is_not_asked_again_however_often_it_is_claimed() {
-            let mut d = Download::new(&list(4), Bitfield::new(4), 3);
-            d.set_peer_have(peer(1), Bitfield::full(4));
-            let asked = d.next_requests(Timestamp(0), &NOBODY);
-            assert_eq!(asked.len(), 4);
-            // It answers NotFound for chunk 2, then claims every chunk again.
-            d.on_not_found(&peer(1), 2);
-            assert!(!d.peer_have(&peer(1)).unwrap().get(2));
-            assert!(d.set_peer_have(peer(1), Bitfield::full(4)));
-            assert!(!d.peer_have(&peer(1)).unwrap().get(2));
-            assert!(d.peer_got(peer(1), 2));
-            assert_eq!(d.avail[2], 0);
-            assert!(d.next_requests(Timestamp(1), &NOBODY).is_empty());
-            // An honest peer that holds it is asked.
-            let mut two = Bitfield::new(4);
-            two.set(2);
-            d.set_peer_have(peer(2), two);
-            assert_eq!(d.next_requests(Timestamp(2), &NOBODY), vec![(peer(2), 2)]);
-            d.check_consistency().unwrap();
-        }
-
-        #[test]
-        fn a_plain_failure_is_forgotten_at_the_next_claim_and_a_delivery_lifts_a_denial() {
-            let mut d = Download::new(&list(2), Bitfield::new(2), 3);
-            d.set_peer_have(peer(1), Bitfield::full(2));
-            assert_eq!(d.next_requests(Timestamp(0), &NOBODY).len(), 2);
-            // A transport failure is no denial: the next claim is believed.
-            d.on_request_failed(&peer(1), 0);
-            d.set_peer_have(peer(1), Bitfield::full(2));
-            assert!(d.peer_have(&peer(1)).unwrap().get(0));
-            // A denied chunk that the peer then delivers is its again.
-            d.on_not_found(&peer(1), 1);
-            assert_eq!(d.next_requests(Timestamp(1), &NOBODY), vec![(peer(1), 0)]);
-            d.on_chunk_verified(&peer(1), 1);
-            assert!(d.peer_have(&peer(1)).unwrap().get(1));
-            d.check_consistency().unwrap();
-        }
-
-        #[test]
         fn refuses_wrong_lengths_and_indices() {
             let mut d = Download::new(&list(10), Bitfield::new(10), 3);
             assert!(!d.set_peer_have(peer(1), Bitfield::full(11)));
@@ -1259,7 +1179,6 @@ mod tests {
         Request(u64),
         Verified(usize),
         Failed(usize),
-        NotFound(usize),
         Corrupt(usize),
         Poll(u64),
         Stray(u8, u32),
@@ -1273,7 +1192,6 @@ mod tests {
             (0u64..40_000).prop_map(Op::Request),
             any::<usize>().prop_map(Op::Verified),
             any::<usize>().prop_map(Op::Failed),
-            any::<usize>().prop_map(Op::NotFound),
             any::<usize>().prop_map(Op::Corrupt),
             (0u64..70_000).prop_map(Op::Poll),
             (0u8..6, 0u32..30).prop_map(|(p, i)| Op::Stray(p, i)),
@@ -1310,13 +1228,11 @@ mod tests {
                     }
                     Op::Verified(k) => if let Some((p, i)) = pick(k, &d) { d.on_chunk_verified(&p, i); },
                     Op::Failed(k) => if let Some((p, i)) = pick(k, &d) { d.on_request_failed(&p, i); },
-                    Op::NotFound(k) => if let Some((p, i)) = pick(k, &d) { d.on_not_found(&p, i); },
                     Op::Corrupt(k) => if let Some((p, i)) = pick(k, &d) { d.on_chunk_corrupt(&p, i); },
                     Op::Poll(dt) => { now = now.plus_millis(dt); d.poll_timeouts(now); }
                     Op::Stray(p, i) => {
                         // Answers nobody asked for, in every flavour.
                         d.on_request_failed(&peer(p), i);
-                        d.on_not_found(&peer(p), i);
                         d.on_chunk_verified(&peer(p), i);
                         d.on_chunk_corrupt(&peer(p), i.wrapping_add(1));
                     }

@@ -244,15 +244,6 @@ impl Node {
             (Pending::Health(release), Response::Health(reports)) => {
                 self.on_health_sync(from, release, reports);
             }
-            (Pending::Chunk { release, index }, Response::NotFound) => {
-                if let Some(d) = self
-                    .releases
-                    .get_mut(&release)
-                    .and_then(|t| t.download.as_mut())
-                {
-                    d.on_not_found(&from, index);
-                }
-            }
             (Pending::Chunk { release, index }, Response::Busy) => {
                 let now = self.now;
                 if let Some(d) = self
