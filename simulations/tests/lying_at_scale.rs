@@ -19,7 +19,7 @@ fn swarm(n: usize) -> ScenarioBuilder {
         .sites(vec![
             SiteBuilder::new("lan", n).access(Some(20.0), Some(100.0))
         ])
-        .duration(300)
+        .duration(150)
 }
 
 fn check(lie: &'static str) {
