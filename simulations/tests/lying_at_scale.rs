@@ -28,7 +28,6 @@ fn check(lie: &'static str) {
     let seed = b.seed;
     let out = b.run();
     let s = &out.summary;
-    eprintln!("{lie}: {:?} {:?}", s.download, s.faults);
     let honest: Vec<_> = out
         .nodes
         .iter()
