@@ -392,9 +392,7 @@ fn inject_faults(scenario: &Scenario, mesh: &mut Mesh, release: ReleaseId) {
         // Availability liars come from the endpoints that do not serve corrupted chunks,
         // drawn from a stream of their own so that other faults fall where they did.
         let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x6861_7665);
-        let honest: Vec<usize> = (1..=endpoints)
-            .filter(|&i| !mesh.faults_of(i).0)
-            .collect();
+        let honest: Vec<usize> = (1..=endpoints).filter(|&i| !mesh.faults_of(i).0).collect();
         let count = (scenario.faults.have_liars * endpoints as f64).round() as usize;
         let mut order = honest;
         for k in 0..count.min(order.len()) {

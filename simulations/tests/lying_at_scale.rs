@@ -59,7 +59,11 @@ fn check(lie: &'static str) {
         "seed {seed}: {:?}",
         s.faults
     );
-    assert!(fault(s, "false_have_claims") > 0, "seed {seed}: {:?}", s.faults);
+    assert!(
+        fault(s, "false_have_claims") > 0,
+        "seed {seed}: {:?}",
+        s.faults
+    );
 }
 
 #[test]

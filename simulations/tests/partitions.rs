@@ -78,10 +78,7 @@ fn a_site_cut_off_for_hours_learns_the_halt_after_the_heal() {
             r.node,
             r.knew_halt_s
         );
-        assert!(
-            r.wave == 0 || r.installed_s.is_none(),
-            "seed {seed}: {r:?}"
-        );
+        assert!(r.wave == 0 || r.installed_s.is_none(), "seed {seed}: {r:?}");
     }
     let ship = ship_nodes(&out);
     let canaries: Vec<_> = ship.iter().filter(|r| r.wave == 0).collect();
@@ -92,12 +89,18 @@ fn a_site_cut_off_for_hours_learns_the_halt_after_the_heal() {
     );
     let mut learned_after_heal = Vec::new();
     for r in &ship {
-        let knew = r
-            .knew_halt_s
-            .unwrap_or_else(|| panic!("seed {seed}: ship node {} never learned of the halt", r.node));
+        let knew = r.knew_halt_s.unwrap_or_else(|| {
+            panic!(
+                "seed {seed}: ship node {} never learned of the halt",
+                r.node
+            )
+        });
         if r.wave == 0 {
             // A canary's own failed probe halts it at once, cut or not.
-            assert!(r.installed_s.is_some() && during_cut(knew), "seed {seed}: {r:?}");
+            assert!(
+                r.installed_s.is_some() && during_cut(knew),
+                "seed {seed}: {r:?}"
+            );
         } else {
             // Nobody on the ship opens a later wave, and the others hear of the
             // halt only after the heal: two canaries' failures are not enough.
