@@ -109,9 +109,10 @@ fn a_site_cut_off_for_hours_learns_the_halt_after_the_heal() {
             learned_after_heal.push(knew - HEAL_S as f64);
         }
     }
-    // Without an operator, within minutes of the heal (measured: 5.1 s, every
-    // one of them: each asks a random peer for the canary reports every
-    // heartbeat_s while its gate is undecided, health sync, and one asked hq).
+    // Without an operator, within minutes of the heal (measured: 5.1 s for all
+    // of them). Each asks a random peer for the canary reports every
+    // heartbeat_s while its gate is undecided (health sync); the first to ask
+    // an hq peer halts, and its halt evidence spreads over the ship.
     let last = learned_after_heal.iter().copied().fold(0.0, f64::max);
     assert!(
         !learned_after_heal.is_empty() && last <= 600.0,
