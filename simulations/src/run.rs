@@ -11,7 +11,7 @@ use crate::report::nodes::NodeRecord;
 use crate::report::series::{Sample, TimeSeries};
 use crate::report::summary::{BadReleaseSummary, Percentiles, Summary, WanSummary, WaveSummary};
 use crate::sample::SampleVendor;
-use crate::scenario::{HealthLie, Scenario};
+use crate::scenario::{HaveLie, HealthLie, Scenario};
 use indicatif::ProgressBar;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -209,6 +209,11 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         .filter_map(|i| mesh.completed_at(i).map(secs))
         .collect();
     summary.download = Percentiles::from_samples(&mut done);
+    let mut honest_done: Vec<f64> = (1..mesh.len())
+        .filter(|&i| mesh.faults_of(i) == (false, None) && mesh.have_lie_of(i).is_none())
+        .filter_map(|i| mesh.completed_at(i).map(secs))
+        .collect();
+    summary.download_honest = Percentiles::from_samples(&mut honest_done);
     let topo = mesh.topology();
     // In nominal bytes and rates; the bound is the same under any byte scale.
     let k = scenario.byte_scale();
@@ -288,6 +293,19 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         .iter()
         .map(|(k, v)| (k.to_string(), *v))
         .collect::<BTreeMap<_, _>>();
+    if !mesh.rejections().is_empty() {
+        // Every node that rejected a corrupt chunk must have banned its sender.
+        let banned: std::collections::HashSet<(usize, usize)> =
+            mesh.bans().iter().copied().collect();
+        let unbanned = mesh
+            .rejections()
+            .keys()
+            .filter(|pair| !banned.contains(pair))
+            .count();
+        summary
+            .faults
+            .insert("corrupt_senders_not_banned".into(), unbanned as u64);
+    }
     summary.invariant_checks = stats.invariant_checks;
     let mut install_at = vec![None; mesh.len()];
     for r in mesh.installs().iter().filter(|r| r.release == release.id) {
@@ -305,6 +323,10 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
                 lie: lie.map(|l| match l {
                     HealthLie::Forge => "forge",
                     HealthLie::Withhold => "withhold",
+                }),
+                have_lie: mesh.have_lie_of(i).map(|l| match l {
+                    HaveLie::NotFound => "not-found",
+                    HaveLie::Stall => "stall",
                 }),
                 first_chunk_s: mesh.first_chunk_at(i).map(secs),
                 downloaded_s: mesh.completed_at(i).map(secs),
@@ -364,6 +386,22 @@ fn inject_faults(scenario: &Scenario, mesh: &mut Mesh, release: ReleaseId) {
     if let Some(lie) = scenario.faults.lie {
         for i in pick(scenario.faults.lying_peers, &mut rng) {
             mesh.make_health_liar(i, lie);
+        }
+    }
+    if scenario.faults.have_liars > 0.0 {
+        // Availability liars come from the endpoints that do not serve corrupted chunks,
+        // drawn from a stream of their own so that other faults fall where they did.
+        let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x6861_7665);
+        let honest: Vec<usize> = (1..=endpoints).filter(|&i| !mesh.faults_of(i).0).collect();
+        let count = (scenario.faults.have_liars * endpoints as f64).round() as usize;
+        let mut order = honest;
+        for k in 0..count.min(order.len()) {
+            let j = k + (rng.next_u64() as usize) % (order.len() - k);
+            order.swap(k, j);
+        }
+        order.truncate(count);
+        for i in order {
+            mesh.make_have_liar(i, scenario.faults.have_lie);
         }
     }
     for p in &scenario.faults.partitions {

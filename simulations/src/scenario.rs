@@ -302,6 +302,17 @@ pub enum HealthLie {
     Withhold,
 }
 
+/// How availability liars lie about the chunks they hold.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum HaveLie {
+    /// Claim every chunk and answer `NotFound` for the ones not held.
+    #[default]
+    NotFound,
+    /// Claim every chunk and never answer a request for one not held: the asker times out.
+    Stall,
+}
+
 /// Injected faults.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -315,6 +326,13 @@ pub struct FaultSpec {
     /// How they lie.
     #[serde(default)]
     pub lie: Option<HealthLie>,
+    /// Share of endpoints that claim every chunk of every release (drawn from the endpoints
+    /// that do not serve corrupted chunks).
+    #[serde(default)]
+    pub have_liars: f64,
+    /// How they answer requests for chunks they do not hold.
+    #[serde(default)]
+    pub have_lie: HaveLie,
     /// Sites cut off from every other site for a while.
     #[serde(default)]
     pub partitions: Vec<PartitionSpec>,
@@ -495,6 +513,11 @@ impl Scenario {
         for (name, v) in [
             ("faults.corrupt_peers", self.faults.corrupt_peers),
             ("faults.lying_peers", self.faults.lying_peers),
+            ("faults.have_liars", self.faults.have_liars),
+            (
+                "faults.corrupt_peers + faults.have_liars",
+                self.faults.corrupt_peers + self.faults.have_liars,
+            ),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(bad(name, format!("{v} must be in [0, 1]")));

@@ -3,13 +3,14 @@
 //! action happens.
 
 use super::stats::Kind;
-use super::{BadMode, Event, HealthLie, InstallRecord, InvariantViolation, Mesh};
+use super::{BadMode, Event, HaveLie, HealthLie, InstallRecord, InvariantViolation, Mesh};
 use serde_bytes::ByteBuf;
 use waveguard_protocol::chunk::{hash, ChunkHash};
+use waveguard_protocol::fetch::Bitfield;
 use waveguard_protocol::health::report::{peek_release, sign_report, HealthReport, HealthStatus};
 use waveguard_protocol::node::{Input, NodeEvent, Output};
 use waveguard_protocol::wave::{wave_of, WavePin};
-use waveguard_protocol::wire::{Gossip, Response};
+use waveguard_protocol::wire::{Gossip, Request, Response};
 use waveguard_protocol::ReleaseId;
 
 impl Mesh {
@@ -32,6 +33,7 @@ impl Mesh {
                 self.next_route += 1;
                 let kind = Mesh::request_kind(&data);
                 self.routes.insert(route, (i, request_id, kind));
+                let data = self.have_lies(i, j, route, data);
                 let from = self.nodes[i].engine.id();
                 let input = Input::Request {
                     from,
@@ -55,9 +57,15 @@ impl Mesh {
                         self.fail_later(Some((requester, their_id)));
                         return Ok(());
                     }
+                    let claimed = self.have_routes.remove(&request_id);
                     let data = if self.nodes[i].serves_corrupt && kind == Kind::Chunk {
                         self.stats.count("corrupt_chunks_served");
                         corrupt_chunk(data)
+                    } else if let Some(lie) = self.nodes[i].have_lie {
+                        match self.lie_in_answer(lie, kind, claimed, data) {
+                            Some(data) => data,
+                            None => return Ok(()),
+                        }
                     } else {
                         data
                     };
@@ -199,10 +207,97 @@ impl Mesh {
                 self.nodes[i].saved_lists.insert(release, data);
             }
             Output::Event(NodeEvent::Halted { release, .. }) => self.learned_halt(i, release),
+            Output::Event(NodeEvent::ChunkRejected { peer, .. }) => {
+                self.stats.count("corrupt_chunks_rejected");
+                if let Some(&j) = self.index.get(&peer) {
+                    let n = self.rejected.entry((i, j)).or_default();
+                    *n += 1;
+                    if *n > 1 {
+                        // The protocol bans at the first bad chunk: a second one means it did not.
+                        self.stats.count("corrupt_chunks_rejected_again");
+                    }
+                }
+            }
             Output::Event(NodeEvent::Resumed { release }) => self.forgot_halt(i, release),
             _ => {}
         }
         Ok(())
+    }
+
+    /// What an availability liar changes in a request it sends (node `i` to `j`
+    /// as route `route`): its own `Have` claims every chunk. A `Have` sent to a
+    /// liar is remembered with its release, so that the liar's answer can claim
+    /// every chunk of it too.
+    fn have_lies(&mut self, i: usize, j: usize, route: u64, data: Vec<u8>) -> Vec<u8> {
+        let liar_sends = self.nodes[i].have_lie.is_some();
+        let liar_answers = self.nodes[j].have_lie.is_some();
+        if !liar_sends && !liar_answers {
+            return data;
+        }
+        let Ok(Request::Have { release, .. }) = Request::decode(&data) else {
+            return data;
+        };
+        if liar_answers {
+            self.have_routes.insert(route, release);
+        }
+        if !liar_sends {
+            return data;
+        }
+        match self.claim_all(&release) {
+            Some(bitfield) => {
+                self.stats.count("false_have_claims");
+                Request::Have {
+                    release,
+                    bitfield: ByteBuf::from(bitfield),
+                }
+                .encode()
+            }
+            None => data,
+        }
+    }
+
+    /// What an availability liar answers instead of `data`, its engine's honest
+    /// answer to a request of `kind` (`claimed`: the release of a `Have`):
+    /// `None` sends nothing.
+    fn lie_in_answer(
+        &mut self,
+        lie: HaveLie,
+        kind: Kind,
+        claimed: Option<ReleaseId>,
+        data: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        match (kind, Response::decode(&data)) {
+            (Kind::Have, Ok(Response::Have { .. })) => {
+                let Some(bitfield) = claimed.and_then(|r| self.claim_all(&r)) else {
+                    return Some(data);
+                };
+                self.stats.count("false_have_claims");
+                Some(
+                    Response::Have {
+                        bitfield: ByteBuf::from(bitfield),
+                    }
+                    .encode(),
+                )
+            }
+            (Kind::Chunk, Ok(Response::NotFound)) => match lie {
+                HaveLie::NotFound => {
+                    self.stats.count("claimed_chunks_not_found");
+                    Some(data)
+                }
+                HaveLie::Stall => {
+                    self.stats.count("claimed_chunks_stalled");
+                    None
+                }
+            },
+            _ => Some(data),
+        }
+    }
+
+    /// A bitfield claiming every chunk of `release`, if it was published here.
+    fn claim_all(&self, release: &ReleaseId) -> Option<Vec<u8>> {
+        let (_, _, _, hashes) = self.published.iter().find(|(_, r, _, _)| r == release)?;
+        let n = u32::try_from(hashes.len()).ok()?;
+        Some(Bitfield::full(n).to_bytes())
     }
 
     fn learned_halt(&mut self, i: usize, release: ReleaseId) {

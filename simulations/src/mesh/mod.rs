@@ -34,7 +34,7 @@ use waveguard_protocol::rollout::HaltReason;
 use waveguard_protocol::wire::MetadataBundle;
 use waveguard_protocol::{NodeId, ReleaseId, SigningKey, Timestamp};
 
-pub use crate::scenario::{BadMode, HealthLie};
+pub use crate::scenario::{BadMode, HaveLie, HealthLie};
 
 /// Mesh parameters.
 #[derive(Clone, Debug)]
@@ -186,6 +186,8 @@ struct SimNode {
     serves_corrupt: bool,
     /// Lies about health.
     lie: Option<HealthLie>,
+    /// Claims every chunk of every release it announces (an availability liar).
+    have_lie: Option<HaveLie>,
     /// How far this node's clock runs ahead of simulated time, in ms (behind when negative).
     clock_offset_ms: i64,
     /// Chunks held; their bytes live in the mesh's shared content table.
@@ -226,6 +228,10 @@ pub struct Mesh {
     rng: ChaCha8Rng,
     /// Inbound request id → (requester, requester's own request id, kind).
     routes: HashMap<u64, (usize, u64, Kind)>,
+    /// Inbound `Have` requests to availability liars → the release asked about.
+    have_routes: HashMap<u64, ReleaseId>,
+    /// Corrupt chunks each node rejected, by (rejecting node, sender).
+    rejected: HashMap<(usize, usize), u32>,
     next_route: u64,
     /// Gossip message id → (receiver, sender, message), until the verdict.
     gossip_pending: HashMap<u64, (usize, usize, u32)>,
@@ -319,6 +325,7 @@ impl Mesh {
                 writes: HashMap::new(),
                 serves_corrupt: false,
                 lie: None,
+                have_lie: None,
                 clock_offset_ms: 0,
                 store: HashSet::new(),
                 tracked_held: 0,
@@ -358,6 +365,8 @@ impl Mesh {
             start,
             rng,
             routes: HashMap::new(),
+            have_routes: HashMap::new(),
+            rejected: HashMap::new(),
             next_route: 1,
             gossip_pending: HashMap::new(),
             next_message: 1,
@@ -628,6 +637,18 @@ impl Mesh {
         Timestamp(t.0.saturating_add_signed(self.nodes[i].clock_offset_ms.saturating_neg()))
     }
 
+    /// Makes node `i` claim every chunk of every release in its availability
+    /// (`Have`) messages, answering for the chunks it lacks as `lie` says.
+    pub fn make_have_liar(&mut self, i: usize, lie: HaveLie) {
+        self.nodes[i].have_lie = Some(lie);
+    }
+
+    /// Corrupt chunks each node rejected (verified and found wrong), by
+    /// (rejecting node, sender); pairs with none are absent.
+    pub fn rejections(&self) -> &HashMap<(usize, usize), u32> {
+        &self.rejected
+    }
+
     /// Makes node `i` lie about health in the given way.
     pub fn make_health_liar(&mut self, i: usize, lie: HealthLie) {
         self.nodes[i].lie = Some(lie);
@@ -750,6 +771,11 @@ impl Mesh {
     /// Whether node `i` serves corrupted chunks, and how it lies about health.
     pub fn faults_of(&self, i: usize) -> (bool, Option<HealthLie>) {
         (self.nodes[i].serves_corrupt, self.nodes[i].lie)
+    }
+
+    /// How node `i` lies about the chunks it holds, if it does.
+    pub fn have_lie_of(&self, i: usize) -> Option<HaveLie> {
+        self.nodes[i].have_lie
     }
 
     /// Counters kept so far.

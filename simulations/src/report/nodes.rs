@@ -21,6 +21,8 @@ pub struct NodeRecord {
     pub corrupt: bool,
     /// How it lied about health (`forge`, `withhold`), if it did.
     pub lie: Option<&'static str>,
+    /// How it lied about the chunks it holds (`not-found`, `stall`), if it did.
+    pub have_lie: Option<&'static str>,
     /// Seconds from publishing until it held its first chunk of the release.
     pub first_chunk_s: Option<f64>,
     /// Seconds from publishing until it held the whole release.
@@ -35,7 +37,7 @@ pub struct NodeRecord {
 
 /// The CSV header.
 pub const NODES_HEADER: &str =
-    "node,site,wave,degree,corrupt,lie,first_chunk_s,downloaded_s,installed_s,knew_halt_s,dead";
+    "node,site,wave,degree,corrupt,lie,have_lie,first_chunk_s,downloaded_s,installed_s,knew_halt_s,dead";
 
 /// Writes `records` as CSV (empty cells where a time or lie is absent).
 pub fn write_nodes_csv_to<W: Write>(records: &[NodeRecord], mut out: W) -> std::io::Result<()> {
@@ -44,13 +46,14 @@ pub fn write_nodes_csv_to<W: Write>(records: &[NodeRecord], mut out: W) -> std::
     for r in records {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
             r.node,
             r.site.replace([',', '"', '\n'], "_"),
             r.wave,
             r.degree,
             u8::from(r.corrupt),
             r.lie.unwrap_or(""),
+            r.have_lie.unwrap_or(""),
             t(r.first_chunk_s),
             t(r.downloaded_s),
             t(r.installed_s),
@@ -99,6 +102,7 @@ mod tests {
                 degree: 3,
                 corrupt: true,
                 lie: Some("forge"),
+                have_lie: Some("stall"),
                 dead: true,
                 ..NodeRecord::default()
             },
@@ -108,8 +112,8 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], NODES_HEADER);
-        assert_eq!(lines[1], "1,hq,0,7,0,,0.250,12.500,60.000,,0");
-        assert_eq!(lines[2], "2,a_b,2,3,1,forge,,,,,1");
+        assert_eq!(lines[1], "1,hq,0,7,0,,,0.250,12.500,60.000,,0");
+        assert_eq!(lines[2], "2,a_b,2,3,1,forge,stall,,,,,1");
         let columns = NODES_HEADER.split(',').count();
         assert!(lines.iter().all(|l| l.split(',').count() == columns));
     }

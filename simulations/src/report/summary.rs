@@ -50,6 +50,9 @@ pub struct Summary {
     pub waves: Vec<WaveSummary>,
     /// Seconds from publication until each endpoint held the whole release.
     pub download: Percentiles,
+    /// The same for the endpoints with no injected fault (neither corrupt nor lying).
+    #[serde(default)]
+    pub download_honest: Percentiles,
     /// The P2P lower bound on distribution time and how the run compares.
     pub lower_bound: BoundSummary,
     /// Bytes the seeder uploaded.
@@ -328,6 +331,7 @@ mod tests {
                 opened_at_s: Some(0.0),
             }],
             download: Percentiles::from_samples(&mut vec![10.0]),
+            download_honest: Percentiles::from_samples(&mut vec![10.0]),
             lower_bound: b.summary(Some(10.0)),
             seeder_upload_bytes: 1_000_000,
             bytes_per_node: [("chunk".to_string(), 1e6), ("have".to_string(), f64::NAN)]

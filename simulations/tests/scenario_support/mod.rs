@@ -108,6 +108,8 @@ pub struct ScenarioBuilder {
     pub corrupt_peers: f64,
     /// `(fraction, "forge" | "withhold")`.
     pub lying_peers: Option<(f64, &'static str)>,
+    /// `(fraction, "not-found" | "stall")`: availability liars.
+    pub have_liars: Option<(f64, &'static str)>,
     /// `(site, from_s, until_s)`.
     pub partitions: Vec<(String, u64, Option<u64>)>,
     /// `(site, at_s)`.
@@ -149,6 +151,7 @@ impl ScenarioBuilder {
             bad_release: None,
             corrupt_peers: 0.0,
             lying_peers: None,
+            have_liars: None,
             partitions: Vec::new(),
             bundles: Vec::new(),
             extra: String::new(),
@@ -214,6 +217,13 @@ impl ScenarioBuilder {
 
     pub fn lying(mut self, fraction: f64, lie: &'static str) -> Self {
         self.lying_peers = Some((fraction, lie));
+        self
+    }
+
+    /// A `fraction` of the endpoints (none of them corrupt) claim every chunk
+    /// and answer for the ones they lack as `lie` says.
+    pub fn have_liars(mut self, fraction: f64, lie: &'static str) -> Self {
+        self.have_liars = Some((fraction, lie));
         self
     }
 
@@ -305,6 +315,10 @@ impl ScenarioBuilder {
         if let Some((fraction, lie)) = self.lying_peers {
             writeln!(t, "lying_peers = {fraction:?}").unwrap();
             writeln!(t, "lie = {lie:?}").unwrap();
+        }
+        if let Some((fraction, lie)) = self.have_liars {
+            writeln!(t, "have_liars = {fraction:?}").unwrap();
+            writeln!(t, "have_lie = {lie:?}").unwrap();
         }
         for (site, from_s, until_s) in &self.partitions {
             writeln!(t, "\n[[faults.partitions]]").unwrap();
