@@ -843,6 +843,10 @@ impl Driver {
     /// bans it and returns true.
     fn strike(&mut self, peer: waveguard_protocol::NodeId) -> bool {
         self.count(|c| c.requests_malformed += 1);
+        if self.net.is_banned(&peer) {
+            // Already on its way out (requests read before the ban still arrive).
+            return true;
+        }
         if self.malformed.len() >= MAX_STRIKE_PEERS && !self.malformed.contains_key(&peer) {
             self.malformed.clear();
         }

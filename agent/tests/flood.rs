@@ -8,14 +8,17 @@
 //! identity, speaking the agent's gossip topics and its request protocol
 //! (`FrameCodec`):
 //!
-//! - the flooder: signed junk gossip on every topic as fast as its queue
-//!   takes it, a 2 MiB message (over the 1 MiB limit) every 50 messages,
+//! - the flooder: signed junk gossip on every topic, one message every
+//!   5 ms, the first and every 50th of them 2 MiB (over the 1 MiB limit),
 //!   chunk requests (valid-looking for the real release and for made-up
 //!   ones, and undecodable ones) with 32 in flight, and three new dials
 //!   every half second;
 //! - sybils: a new identity every second doing the same (every other one
 //!   with unsigned gossip, which gossipsub itself rejects);
 //! - a malformed-request peer sending only undecodable requests;
+//! - an oversized-gossip peer publishing only 2 MiB messages, 20 a second
+//!   (the victim's gossipsub drops each with its stream before anything is
+//!   validated, so nothing scores it: it is not banned);
 //! - a requester sending only valid-looking chunk requests, 32 in flight,
 //!   for the whole flood (nothing in it is invalid, so it is not banned:
 //!   this is the cost of serving without a misbehaviour to detect);
@@ -27,7 +30,9 @@
 //! flood lasts; it goes on past that until both agents hold the release (at
 //! most 60 s more). The victim's resident memory is read from
 //! `/proc/<pid>/status` (VmRSS sampled every 250 ms, and VmHWM), the honest
-//! agent's too as the figure without a flood.
+//! agent's too as the figure without a flood. `WG_FLOOD_OFF=1` runs the
+//! same scenario without any flooding identity, for the victim's own
+//! figures without a flood (the checks on flooders are then skipped).
 
 mod daemons;
 
@@ -59,7 +64,7 @@ const IDLE_PEERS: usize = 24;
 /// The victim's peak resident memory must stay below this. Generous: the
 /// point is that it is bounded at all, not a budget (see docs/reliability.md
 /// for the measured figures).
-const MEMORY_BOUND_KIB: u64 = 512 * 1024;
+const MEMORY_BOUND_KIB: u64 = 256 * 1024;
 
 /// What a flooding identity does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +75,8 @@ enum Kind {
     Sybil { signed: bool },
     /// Only undecodable requests.
     Malformed,
+    /// Only gossip over the size limit, 20 messages a second.
+    Oversized,
     /// Only valid-looking chunk requests.
     Requester,
     /// Connects and stays.
@@ -187,15 +194,17 @@ async fn flood(kind: Kind, target: Target, seed: u64) -> Report {
         let _ = swarm.dial(target.addr.clone());
     };
     dial(&mut swarm, &mut r);
-    let gossips = matches!(kind, Kind::Flooder | Kind::Sybil { .. });
-    let requests = !matches!(kind, Kind::Idle);
+    let gossips = matches!(kind, Kind::Flooder | Kind::Sybil { .. } | Kind::Oversized);
+    let requests = !matches!(kind, Kind::Idle | Kind::Oversized);
     let redials = matches!(kind, Kind::Flooder | Kind::Sybil { .. });
     let mut in_flight: std::collections::HashMap<request_response::OutboundRequestId, bool> =
         std::collections::HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     let mut redial = tokio::time::interval(Duration::from_millis(500));
-    let topics: Vec<gossipsub::IdentTopic> =
-        TOPICS.iter().map(|t| gossipsub::IdentTopic::new(*t)).collect();
+    let topics: Vec<gossipsub::IdentTopic> = TOPICS
+        .iter()
+        .map(|t| gossipsub::IdentTopic::new(*t))
+        .collect();
     let mut n: u64 = 0;
     loop {
         if target.stop.load(Ordering::Relaxed) {
@@ -249,8 +258,12 @@ async fn flood(kind: Kind, target: Target, seed: u64) -> Report {
                 }
                 if gossips {
                     n += 1;
+                    if kind == Kind::Oversized && n % 10 != 0 {
+                        continue;
+                    }
                     let topic = topics[(n % 3) as usize].clone();
-                    let oversized = n % 50 == 0;
+                    // The flooder's first message is oversized, so one gets through before its ban.
+                    let oversized = kind == Kind::Oversized || n % 50 == 1;
                     let mut data = if oversized { rng.bytes(2 * MAX_GOSSIP_BYTES) } else { rng.bytes(512) };
                     data[..8].copy_from_slice(&n.to_be_bytes());
                     let len = data.len() as u64;
@@ -277,11 +290,11 @@ async fn flood(kind: Kind, target: Target, seed: u64) -> Report {
     // A dial that was under way may still land and be closed by the victim:
     // let such connections settle before judging whether the peer got back in.
     let settle = tokio::time::Instant::now() + Duration::from_secs(3);
-    while !matches!(kind, Kind::Idle | Kind::Requester) && swarm.is_connected(&target.peer) {
+    let judged = matches!(kind, Kind::Flooder | Kind::Sybil { .. } | Kind::Malformed);
+    while judged && swarm.is_connected(&target.peer) {
         match tokio::time::timeout_at(settle, swarm.select_next_some()).await {
             Ok(SwarmEvent::ConnectionClosed {
-                num_established: 0,
-                ..
+                num_established: 0, ..
             }) => {
                 r.first_cut.get_or_insert_with(Instant::now);
             }
@@ -297,7 +310,7 @@ async fn flood(kind: Kind, target: Target, seed: u64) -> Report {
 fn request(kind: Kind, release: Option<(ReleaseId, u32)>, rng: &mut Rng) -> Vec<u8> {
     let malformed = match kind {
         Kind::Malformed => true,
-        Kind::Requester | Kind::Idle => false,
+        Kind::Requester | Kind::Idle | Kind::Oversized => false,
         Kind::Flooder | Kind::Sybil { .. } => rng.next() % 4 == 0,
     };
     if malformed {
@@ -329,9 +342,11 @@ fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// The victim's log lines that ban `peer`.
+/// The victim's log lines that ban `peer` (logged by its node ID in hex).
 fn ban_lines(log: &str, peer: &PeerId) -> Vec<String> {
-    let id = peer.to_string();
+    let id = waveguard_protocol::NodeId::from_peer_id_bytes(&peer.to_bytes())
+        .expect("flooders have ed25519 keys")
+        .to_hex();
     log.lines()
         .filter(|l| l.contains("banning peer") && l.contains(&id))
         .map(str::to_owned)
@@ -346,6 +361,7 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
         .unwrap_or(60);
     assert!(secs >= 5, "WG_FLOOD_SECS must be at least 5");
     let flood_for = Duration::from_secs(secs);
+    let flooding = std::env::var("WG_FLOOD_OFF").map_or(true, |v| v != "1");
     let mut rng = Rng::from_env("WG_FLOOD_SEED");
     let tmp = tempfile::tempdir().expect("tempdir");
     let vendor = Vendor::new(&tmp.path().join("vendor"));
@@ -388,13 +404,19 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
         release: Arc::new(Mutex::new(None)),
     };
     let started = Instant::now();
-    let mut tasks = vec![
-        runtime.spawn(flood(Kind::Flooder, target.clone(), rng.next())),
-        runtime.spawn(flood(Kind::Malformed, target.clone(), rng.next())),
-        runtime.spawn(flood(Kind::Requester, target.clone(), rng.next())),
-    ];
-    for _ in 0..IDLE_PEERS {
-        tasks.push(runtime.spawn(flood(Kind::Idle, target.clone(), rng.next())));
+    let mut tasks = Vec::new();
+    if flooding {
+        for kind in [
+            Kind::Flooder,
+            Kind::Malformed,
+            Kind::Requester,
+            Kind::Oversized,
+        ]
+        .into_iter()
+        .chain(std::iter::repeat_n(Kind::Idle, IDLE_PEERS))
+        {
+            tasks.push(runtime.spawn(flood(kind, target.clone(), rng.next())));
+        }
     }
 
     let publish_at = Duration::from_secs((secs / 4).min(5));
@@ -428,7 +450,7 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
             _seed_d = Some(run_seeder(&seeder, &vendor, &seeder_config, 0, START_LIMIT));
             published = Some(p);
         }
-        if last_sybil.elapsed() >= Duration::from_secs(1) && t < flood_for {
+        if flooding && last_sybil.elapsed() >= Duration::from_secs(1) && t < flood_for {
             last_sybil = Instant::now();
             sybils += 1;
             let kind = Kind::Sybil {
@@ -472,7 +494,6 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
     // --- Figures. ---
     let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
     let of = |k: fn(&Kind) -> bool| reports.iter().filter(move |r| k(&r.kind));
-    let flooder = of(|k| *k == Kind::Flooder).next().expect("the flooder");
     let cut_after = |r: &Report| match (r.first_connected, r.first_cut) {
         (Some(a), Some(b)) => Some(b.duration_since(a)),
         _ => None,
@@ -480,7 +501,10 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
     let sybil_cuts: Vec<Duration> = of(|k| matches!(k, Kind::Sybil { .. }))
         .filter_map(cut_after)
         .collect();
-    println!("flood: {flood_lasted:?} ({secs} s asked), {} identities", reports.len());
+    println!(
+        "flood: {flood_lasted:?} ({secs} s asked), {} identities",
+        reports.len()
+    );
     println!(
         "  sent: {} gossip messages ({} MiB, {} oversized), {} requests, {} responses, {} request failures, {} dials, {} connections",
         sum(|r| r.gossip_sent),
@@ -532,7 +556,10 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
     for (name, node) in [("victim", &victim), ("honest", &honest)] {
         let (_, hash) = installed(&node.data, PRODUCT)
             .unwrap_or_else(|| panic!("nothing installed on the {name} agent"));
-        assert_eq!(hash, p.blake3, "the {name} agent installed the published artifact");
+        assert_eq!(
+            hash, p.blake3,
+            "the {name} agent installed the published artifact"
+        );
     }
 
     // --- Memory stayed bounded. ---
@@ -541,20 +568,30 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
         "the victim's peak memory {victim_hwm} KiB exceeds {MEMORY_BOUND_KIB} KiB"
     );
 
+    if !flooding {
+        return;
+    }
+
     // --- The flooder was scored down, banned and kept out. ---
+    let flooder = of(|k| *k == Kind::Flooder).next().expect("the flooder");
     assert!(
         flooder.first_connected.is_some() && flooder.gossip_sent > 0 && flooder.requests_sent > 0,
         "the flooder never got to flood: {flooder:?}"
     );
     assert!(flooder.first_cut.is_some(), "the flooder was never cut off");
-    assert!(!flooder.connected_at_end, "the flooder is connected at the end");
+    assert!(
+        !flooder.connected_at_end,
+        "the flooder is connected at the end"
+    );
     assert_eq!(
         flooder.responses_after_cut, 0,
         "the flooder was answered after its ban"
     );
     let lines = ban_lines(&log, &flooder.peer);
     assert!(
-        lines.iter().any(|l| l.contains("graylist") || l.contains("do not decode")),
+        lines
+            .iter()
+            .any(|l| l.contains("graylist") || l.contains("do not decode")),
         "no ban of the flooder {} in the victim's log",
         flooder.peer
     );
@@ -583,7 +620,9 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
     );
 
     // --- The undecodable requests cost their sender its connection. ---
-    let malformed = of(|k| *k == Kind::Malformed).next().expect("the malformed peer");
+    let malformed = of(|k| *k == Kind::Malformed)
+        .next()
+        .expect("the malformed peer");
     assert!(!malformed.connected_at_end, "{malformed:?}");
     assert!(
         ban_lines(&log, &malformed.peer)
