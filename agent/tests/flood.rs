@@ -230,11 +230,11 @@ async fn flood(kind: Kind, target: Target, seed: u64) -> Report {
                     r.connections += 1;
                     r.first_connected.get_or_insert_with(Instant::now);
                 }
-                SwarmEvent::ConnectionClosed { num_established: 0, cause, .. } => {
-                    if r.first_cut.is_none() {
-                        r.first_cut = Some(Instant::now());
-                        r.cut_cause = Some(format!("{cause:?}"));
-                    }
+                SwarmEvent::ConnectionClosed { num_established: 0, cause, .. }
+                    if r.first_cut.is_none() =>
+                {
+                    r.first_cut = Some(Instant::now());
+                    r.cut_cause = Some(format!("{cause:?}"));
                 }
                 SwarmEvent::Behaviour(FloodEvent::Requests(e)) => match e {
                     request_response::Event::Message {
