@@ -645,10 +645,14 @@ fn a_flood_of_junk_gossip_requests_and_connections_is_survived_and_its_peers_ban
             "a sybil kept flooding: {r:?}"
         );
     }
+    // Which ban comes first for a sybil (its gossip score or its 8th undecodable request) is a
+    // race, so only the total is fixed; agent/tests/net.rs tests the score ban on its own.
     assert!(
-        status.counters.peers_scored_out >= sybil_cuts.len() as u64 / 2,
-        "{} scored out for {} sybils cut",
+        status.counters.peers_scored_out > 0
+            && status.counters.peers_banned >= sybil_cuts.len() as u64,
+        "{} scored out and {} banned for {} sybils cut",
         status.counters.peers_scored_out,
+        status.counters.peers_banned,
         sybil_cuts.len()
     );
 
