@@ -158,6 +158,12 @@ fn score_params() -> gossipsub::PeerScoreParams {
     let mut params = gossipsub::PeerScoreParams {
         // Fleets sit behind shared NAT addresses; many honest nodes per IP is normal.
         ip_colocation_factor_weight: 0.0,
+        // No behaviour penalty (P7, squared broken IWANT promises): the network layer bans a
+        // peer below the graylist threshold, and a slow or crashed honest peer (a loaded
+        // machine, a killed seeder restarting with its key) breaks a few promises; at the
+        // default weight of -10, three of them would ban it. Floods are scored by P4
+        // (invalid messages) and by the request limits instead.
+        behaviour_penalty_weight: 0.0,
         ..Default::default()
     };
     for name in TOPICS {
