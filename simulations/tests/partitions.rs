@@ -54,6 +54,20 @@ fn during_cut(t: f64) -> bool {
     t < HEAL_S as f64
 }
 
+/// Every node of `nodes` learned of the halt during the cut, and none outside
+/// the canary wave installed.
+fn assert_halted_during_cut(nodes: &[&NodeRecord], site: &str, seed: u64) {
+    for r in nodes {
+        assert!(
+            r.knew_halt_s.is_some_and(during_cut),
+            "seed {seed}: {site} node {} learned of the halt at {:?}",
+            r.node,
+            r.knew_halt_s
+        );
+        assert!(r.wave == 0 || r.installed_s.is_none(), "seed {seed}: {r:?}");
+    }
+}
+
 #[test]
 fn a_site_cut_off_for_hours_learns_the_halt_after_the_heal() {
     // 8 endpoints on the ship, 3 of them canaries for seed 1: with
@@ -71,15 +85,8 @@ fn a_site_cut_off_for_hours_learns_the_halt_after_the_heal() {
         "seed {seed}"
     );
     // The rest of the fleet halts at its canary wave while the ship is cut.
-    for r in out.nodes.iter().filter(|r| r.site == "hq") {
-        assert!(
-            r.knew_halt_s.is_some_and(during_cut),
-            "seed {seed}: hq node {} learned of the halt at {:?}",
-            r.node,
-            r.knew_halt_s
-        );
-        assert!(r.wave == 0 || r.installed_s.is_none(), "seed {seed}: {r:?}");
-    }
+    let hq: Vec<&NodeRecord> = out.nodes.iter().filter(|r| r.site == "hq").collect();
+    assert_halted_during_cut(&hq, "hq", seed);
     let ship = ship_nodes(&out);
     let canaries: Vec<_> = ship.iter().filter(|r| r.wave == 0).collect();
     assert!(
@@ -129,15 +136,7 @@ fn a_cut_off_site_with_enough_canaries_halts_a_bad_release_on_its_own() {
         .partition("ship", CUT_S, Some(HEAL_S));
     let seed = b.seed;
     let out = b.run();
-    for r in ship_nodes(&out) {
-        assert!(
-            r.knew_halt_s.is_some_and(during_cut),
-            "seed {seed}: ship node {} learned of the halt at {:?}",
-            r.node,
-            r.knew_halt_s
-        );
-        assert!(r.wave == 0 || r.installed_s.is_none(), "seed {seed}: {r:?}");
-    }
+    assert_halted_during_cut(&ship_nodes(&out), "ship", seed);
 }
 
 #[test]
