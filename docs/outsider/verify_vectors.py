@@ -205,6 +205,7 @@ def check_wire(c: Checker, v: dict, rid: bytes, signed: dict) -> None:
         "request_chunk_300": wg.frame(2, rid + wg.varint(300)),
         "request_have": wg.frame(3, rid + wg.pc_bytes(bits)),
         "request_health": wg.frame(4, rid + wg.varint(2)),
+        "request_halt": wg.frame(5, rid),
         "response_metadata": wg.frame(0, bundle),
         "response_chunk_list": wg.frame(1, wg.pc_bytes(chunk_list)),
         "response_chunk_hello": wg.frame(2, wg.pc_bytes(b"hello")),
@@ -212,6 +213,8 @@ def check_wire(c: Checker, v: dict, rid: bytes, signed: dict) -> None:
         "response_not_found": wg.frame(4),
         "response_busy": wg.frame(5),
         "response_health": wg.frame(6, wg.pc_signed_health_seq([(report, None)])),
+        "response_halt": wg.frame(7, rid + wg.varint(1) + wg.varint(1) + wg.pc_signed_health(b"{}", b"[]")),
+        "response_directive": wg.frame(8, wg.pc_bytes(b"{}")),
         "gossip_metadata": wg.frame(0, bundle),
         "gossip_health": wg.frame(1, wg.pc_signed_health(report, None)),
         "gossip_halt": wg.frame(2, rid + wg.varint(1) + wg.varint(1) + wg.pc_signed_health(b"{}", b"[]")),
@@ -235,6 +238,7 @@ def check_wire_decodes(c: Checker, v: dict, rid: bytes, signed: dict) -> None:
         "request_chunk_300": ("Chunk", rid, 300),
         "request_have": ("Have", rid, bits),
         "request_health": ("Health", rid, 2),
+        "request_halt": ("Halt", rid),
         "response_metadata": ("Metadata", [b"R1", b"R2"], b"T", b"S", b"X"),
         "response_chunk_list": ("ChunkList", chunk_list),
         "response_chunk_hello": ("Chunk", b"hello"),
@@ -242,6 +246,8 @@ def check_wire_decodes(c: Checker, v: dict, rid: bytes, signed: dict) -> None:
         "response_not_found": ("NotFound",),
         "response_busy": ("Busy",),
         "response_health": ("Health", [(report, None)]),
+        "response_halt": ("Halt", rid, 1, [(b"{}", b"[]")]),
+        "response_directive": ("Directive", b"{}"),
     }
     for name, want in expected.items():
         data = bytes.fromhex(v["messages"].get(name, ""))

@@ -463,6 +463,8 @@ def decode_request(data: bytes) -> tuple:
         out = ("Have", r.raw(32), r.bytes())
     elif v == 4:
         out = ("Health", r.raw(32), r.varint(32))
+    elif v == 5:
+        out = ("Halt", r.raw(32))
     else:
         raise Refused("malformed", f"request variant {v} is unknown")
     r.end()
@@ -484,15 +486,22 @@ def decode_response(data: bytes) -> tuple:
         out = ("NotFound" if v == 4 else "Busy",)
     elif v == 6:
         out = ("Health", r.signed_health_seq())
+    elif v == 7:
+        out = ("Halt", r.raw(32), r.varint(32), r.signed_health_seq())
+    elif v == 8:
+        out = ("Directive", r.bytes())
     else:
         raise Refused("malformed", f"response variant {v} is unknown")
     r.end()
     # Section 12.4: counts checked after decoding.
-    if out[0] == "Health":
-        if len(out[1]) > MAX_EVIDENCE_REPORTS:
-            raise Refused("count-too-large", f"{len(out[1])} health reports, over the limit of {MAX_EVIDENCE_REPORTS}")
+    if out[0] in ("Health", "Halt"):
+        reports = out[-1]
+        if len(reports) > MAX_EVIDENCE_REPORTS:
+            raise Refused("count-too-large", f"{len(reports)} reports, over the limit of {MAX_EVIDENCE_REPORTS}")
         if len(data) > MAX_GOSSIP_BYTES:
-            raise Refused("count-too-large", f"a health response of {len(data)} bytes, over {MAX_GOSSIP_BYTES}")
+            raise Refused("count-too-large", f"a {out[0].lower()} response of {len(data)} bytes, over {MAX_GOSSIP_BYTES}")
+    if out[0] == "Directive" and len(out[1]) > MAX_DIRECTIVE_BYTES:
+        raise Refused("count-too-large", f"a directive of {len(out[1])} bytes, over {MAX_DIRECTIVE_BYTES}")
     return out
 
 
@@ -503,3 +512,4 @@ MAX_CHUNK_BYTES = 8 * 1024 * 1024
 MAX_SIGNATURES = 64
 MAX_EVIDENCE_REPORTS = 256
 MAX_GOSSIP_BYTES = 1 << 20
+MAX_DIRECTIVE_BYTES = 8 * 1024

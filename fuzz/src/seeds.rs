@@ -94,6 +94,7 @@ fn parsers() -> Vec<Seed> {
             },
         ),
         ("health", Request::Health { release, wave: 1 }),
+        ("halt", Request::Halt { release }),
     ];
     for (name, m) in requests {
         add("wire_request", name, m.encode());
@@ -124,6 +125,15 @@ fn parsers() -> Vec<Seed> {
         ("not_found", Response::NotFound),
         ("busy", Response::Busy),
         ("health", Response::Health(Vec::new())),
+        (
+            "halt",
+            Response::Halt(waveguard_protocol::wire::HaltEvidence {
+                release,
+                wave: 0,
+                reports: Vec::new(),
+            }),
+        ),
+        ("directive", Response::Directive(b"{}".to_vec().into())),
     ];
     for (name, m) in responses {
         add("wire_response", name, m.encode());

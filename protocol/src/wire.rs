@@ -9,7 +9,9 @@
 //! sends can make a decoder allocate more than the frame it already holds.
 
 use crate::id::ReleaseId;
-use crate::limits::{MAX_EVIDENCE_REPORTS, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES};
+use crate::limits::{
+    MAX_DIRECTIVE_BYTES, MAX_EVIDENCE_REPORTS, MAX_FRAME_BYTES, MAX_GOSSIP_BYTES, MAX_REQUEST_BYTES,
+};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use thiserror::Error;
@@ -102,6 +104,12 @@ pub enum Request {
         /// Which wave.
         wave: u32,
     },
+    /// If you have halted this release, send me what halted it (halt sync: how a node
+    /// that missed a halt's gossip, cut off or offline at the time, still learns of it).
+    Halt {
+        /// Which release.
+        release: ReleaseId,
+    },
 }
 
 /// An answer to a [`Request`].
@@ -125,6 +133,10 @@ pub enum Response {
     /// The latest report of each node of the wave asked for that this node holds,
     /// sorted by node ID, within the evidence bounds.
     Health(Vec<SignedHealth>),
+    /// The evidence of a halt on a failed gate, built from the answerer's ledger.
+    Halt(HaltEvidence),
+    /// The latest directive the answerer accepted for the release asked about: its JSON bytes.
+    Directive(ByteBuf),
 }
 
 /// A message could not be decoded.
@@ -324,6 +336,18 @@ impl Response {
             Response::Health(reports) => {
                 check_count(KIND, "health reports", reports.len(), MAX_EVIDENCE_REPORTS)?;
                 check_count(KIND, "health response bytes", bytes.len(), MAX_GOSSIP_BYTES)?;
+            }
+            Response::Halt(h) => {
+                check_count(
+                    KIND,
+                    "evidence reports",
+                    h.reports.len(),
+                    MAX_EVIDENCE_REPORTS,
+                )?;
+                check_count(KIND, "halt response bytes", bytes.len(), MAX_GOSSIP_BYTES)?;
+            }
+            Response::Directive(d) => {
+                check_count(KIND, "directive bytes", d.len(), MAX_DIRECTIVE_BYTES)?
             }
             Response::NotFound | Response::Busy => {}
         }

@@ -300,7 +300,7 @@ fn fetch_from(f: &Fixture, bad: Option<u32>, lose_first_chunk_once: bool) -> Vec
                             }
                             Response::Chunk(ByteBuf::from(bytes))
                         }
-                        Request::Health { .. } => Response::NotFound,
+                        Request::Health { .. } | Request::Halt { .. } => Response::NotFound,
                     };
                     n.handle_input(
                         now,

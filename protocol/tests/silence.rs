@@ -3,87 +3,16 @@
 //! missed copy looks like silence. One engine driven by hand, watching one
 //! wave of three reporting nodes.
 
-use waveguard_protocol::health::report::{sign_report, HealthReport, HealthStatus};
+#[path = "support/one_wave.rs"]
+mod one_wave;
+
+use one_wave::{drain, release, report, signed, start, SILENCE_SECS, T0};
+use waveguard_protocol::health::report::HealthStatus;
 use waveguard_protocol::limits::SILENCE_CONFIRM_MS;
-use waveguard_protocol::metadata::build::{
-    new_root, release_target, sign_document, Expiries, Repository, RoleSigners, RoleSpec, RootSpec,
-};
 use waveguard_protocol::metadata::trust::TrustedState;
 use waveguard_protocol::node::{Input, Node, NodeConfig, NodeEvent, NodeRole, Output};
-use waveguard_protocol::release::{
-    ChunkListRef, ChunkerParams, HealthPolicy, ReleaseInfo, RolloutPolicy, WaveSpec,
-};
-use waveguard_protocol::wire::{Gossip, MetadataBundle, Request, Response, SignedHealth};
+use waveguard_protocol::wire::{Gossip, Request, Response, SignedHealth};
 use waveguard_protocol::{NodeId, ReleaseId, SigningKey, Timestamp};
-
-const T0: Timestamp = Timestamp::from_secs(1_900_000_000);
-const SILENCE_SECS: u64 = 60;
-
-/// A one-wave release starting at `start()`, and the bundle that trusts it.
-fn release() -> (Vec<u8>, MetadataBundle, ReleaseId) {
-    let key = SigningKey::from_seed([9; 32]);
-    let spec = RootSpec {
-        root: RoleSpec::single(key.public()),
-        targets: RoleSpec::single(key.public()),
-        snapshot: RoleSpec::single(key.public()),
-        timestamp: RoleSpec::single(key.public()),
-        operator: None,
-        expires: T0.plus_secs(365 * 86_400),
-    };
-    let root = sign_document(new_root(&spec).unwrap(), &[&key]).unwrap();
-    let mut repo = Repository::new(&root).unwrap();
-    let info = ReleaseInfo {
-        product: "acme".into(),
-        version: "1.0".into(),
-        chunk_list: ChunkListRef {
-            length: waveguard_protocol::chunk::encoded_list_len(1),
-            blake3: hex::encode([7u8; 32]),
-            chunks: 1,
-        },
-        chunker: ChunkerParams::default(),
-        rollout: RolloutPolicy {
-            start: start(),
-            waves: vec![WaveSpec {
-                name: "all".into(),
-                cumulative_ppm: 1_000_000,
-                bake_seconds: 60,
-            }],
-            health: HealthPolicy {
-                max_failure_ppm: 100_000,
-                min_reports: 1,
-                silence_seconds: SILENCE_SECS,
-                heartbeat_seconds: 10,
-            },
-        },
-    };
-    let target = release_target("acme/1.0", 1000, &[1; 32], &info).unwrap();
-    let id = repo.add_target("acme/1.0", target).unwrap().id;
-    let k = [&key];
-    let signers = RoleSigners {
-        targets: &k,
-        snapshot: &k,
-        timestamp: &k,
-    };
-    let bundle = repo.sign(T0, &Expiries::default(), &signers).unwrap();
-    (root, bundle, id)
-}
-
-fn start() -> Timestamp {
-    T0.plus_secs(3600)
-}
-
-fn report(seed: u8, release: ReleaseId, status: HealthStatus, seq: u64, at: Timestamp) -> Vec<u8> {
-    let key = SigningKey::from_seed([seed; 32]);
-    let r = HealthReport::new(key.node_id(), release, 0, status, seq, at);
-    Gossip::Health(sign_report(&key, r, None)).encode()
-}
-
-fn signed(data: &[u8]) -> SignedHealth {
-    match Gossip::decode(data).unwrap() {
-        Gossip::Health(sh) => sh,
-        other => panic!("{other:?}"),
-    }
-}
 
 struct Watcher {
     node: Node,
@@ -130,16 +59,6 @@ fn watcher() -> Watcher {
         release,
         peer,
         heartbeats,
-    }
-}
-
-fn drain(n: &mut Node) -> Vec<Output> {
-    let mut out = Vec::new();
-    loop {
-        match n.poll_output() {
-            Output::Timeout(_) => return out,
-            o => out.push(o),
-        }
     }
 }
 

@@ -343,6 +343,7 @@ fn wire_vector() -> Value {
         }
         .encode(),
     );
+    put("request_halt", Request::Halt { release: rid }.encode());
     put(
         "response_metadata",
         Response::Metadata(bundle.clone()).encode(),
@@ -367,6 +368,19 @@ fn wire_vector() -> Value {
     put(
         "response_health",
         Response::Health(vec![report.clone()]).encode(),
+    );
+    put(
+        "response_halt",
+        Response::Halt(HaltEvidence {
+            release: rid,
+            wave: 1,
+            reports: vec![tiny.clone()],
+        })
+        .encode(),
+    );
+    put(
+        "response_directive",
+        Response::Directive(ByteBuf::from(b"{}".to_vec())).encode(),
     );
     put("gossip_metadata", Gossip::Metadata(bundle).encode());
     put("gossip_health", Gossip::Health(report).encode());

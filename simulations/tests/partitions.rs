@@ -183,3 +183,50 @@ fn a_site_cut_off_for_hours_before_a_release_installs_it_after_the_heal() {
     let installed: u64 = s.waves.iter().map(|w| w.installed).sum();
     assert_eq!(installed, 108, "seed {seed}: {:?}", s.waves);
 }
+
+#[test]
+fn a_site_whose_own_canaries_passed_learns_the_fleets_halt_after_the_heal() {
+    // 40 endpoints on the ship and a release that hurts 10 % of machines. hq's
+    // canaries fail its gate and hq halts during the cut; the ship's own canaries
+    // (one failure of six for seed 1) pass its gate, so the ship rolls the release
+    // out on its own while cut off. Its gates are decided, so it asks nobody for
+    // health after the heal, and the halt evidence was gossiped hours before:
+    // only halt sync (a `Request::Halt` on every new connection) tells it.
+    let mut b = fleet(40)
+        .bad(0.1, "probe")
+        .partition("ship", CUT_S, Some(HEAL_S));
+    // Everything looks settled long before the heal: the run must go past it.
+    b.stop_when_settled = false;
+    let seed = b.seed;
+    let out = b.run();
+    let hq: Vec<&NodeRecord> = out.nodes.iter().filter(|r| r.site == "hq").collect();
+    assert!(
+        hq.iter().all(|r| r.knew_halt_s.is_some_and(during_cut)),
+        "seed {seed}: hq did not halt during the cut"
+    );
+    let ship = ship_nodes(&out);
+    // The premise: the ship went past its canary wave while cut off.
+    assert!(
+        ship.iter()
+            .any(|r| r.wave > 0 && r.installed_s.is_some_and(during_cut)),
+        "seed {seed}: the ship never opened a later wave during the cut"
+    );
+    let mut after_heal = Vec::new();
+    for r in &ship {
+        let knew = r.knew_halt_s.unwrap_or_else(|| {
+            panic!(
+                "seed {seed}: ship node {} never learned of the fleet's halt",
+                r.node
+            )
+        });
+        if !during_cut(knew) {
+            after_heal.push(knew - HEAL_S as f64);
+        }
+    }
+    // Measured: every ship node within seconds of the heal.
+    let last = after_heal.iter().copied().fold(0.0, f64::max);
+    assert!(
+        !after_heal.is_empty() && last <= 60.0,
+        "seed {seed}: the ship learned {after_heal:?} s after the heal"
+    );
+}

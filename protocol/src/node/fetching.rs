@@ -28,6 +28,7 @@ impl Node {
         let ids: Vec<ReleaseId> = self.releases.keys().copied().collect();
         for id in ids {
             self.send_have(peer, id);
+            self.ask_halt(peer, id);
         }
     }
 
@@ -112,6 +113,7 @@ impl Node {
                 sources: BTreeSet::new(),
                 ledger,
                 directives: DirectiveLog::new(id),
+                directive_bytes: None,
                 halt: None,
                 probe: Probe::Off,
                 seq: 0,
@@ -138,6 +140,7 @@ impl Node {
         let peers: Vec<NodeId> = self.peers.iter().copied().collect();
         for p in peers {
             self.send_have(p, id);
+            self.ask_halt(p, id);
         }
     }
 
@@ -244,6 +247,10 @@ impl Node {
             (Pending::Health(release), Response::Health(reports)) => {
                 self.on_health_sync(from, release, reports);
             }
+            (Pending::Halt(release), Response::Halt(ev)) => self.on_halt_answer(from, release, ev),
+            (Pending::Halt(release), Response::Directive(bytes)) => {
+                self.on_directive_answer(release, &bytes);
+            }
             (Pending::Chunk { release, index }, Response::Busy) => {
                 let now = self.now;
                 if let Some(d) = self
@@ -266,7 +273,7 @@ impl Node {
 
     fn fail_pending(&mut self, peer: NodeId, pending: Pending) {
         match pending {
-            Pending::Metadata | Pending::Have(_) => {}
+            Pending::Metadata | Pending::Have(_) | Pending::Halt(_) => {}
             // A gate waiting on this answer is decided now, without it.
             Pending::Health(release) => self.check_gates_now(&release),
             Pending::ChunkList(release) => {

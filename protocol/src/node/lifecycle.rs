@@ -154,7 +154,11 @@ impl Node {
         }
     }
 
-    fn on_halt_evidence(&mut self, from: NodeId, ev: &crate::wire::HaltEvidence) -> Verdict {
+    pub(super) fn on_halt_evidence(
+        &mut self,
+        from: NodeId,
+        ev: &crate::wire::HaltEvidence,
+    ) -> Verdict {
         // Judged at the fleet's time when ours is known to be behind: evidence is what
         // halts a fleet, and our clock must not keep us from seeing it (11.10).
         let now = self.expiry_now();
@@ -219,6 +223,7 @@ impl Node {
         if t.directives.accept(&directive).is_err() {
             return Ok(false); // replay of an older directive
         }
+        t.directive_bytes = Some(bytes.to_vec());
         match directive.action {
             DirectiveAction::Halt => {
                 let reason = HaltReason::Directive {
@@ -248,7 +253,7 @@ impl Node {
         Ok(true)
     }
 
-    fn broadcast_directive(&mut self, bytes: &[u8]) {
+    pub(super) fn broadcast_directive(&mut self, bytes: &[u8]) {
         self.outputs.push_back(Output::Broadcast {
             topic: crate::wire::TOPIC_DIRECTIVES,
             data: Gossip::Directive(ByteBuf::from(bytes.to_vec())).encode(),

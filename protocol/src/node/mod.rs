@@ -21,6 +21,7 @@
 //! decision is made here; drivers only move bytes, keep time and touch disks.
 
 mod fetching;
+mod halt_sync;
 mod io;
 mod lifecycle;
 mod local;
@@ -119,6 +120,7 @@ enum Pending {
     ChunkList(ReleaseId),
     Chunk { release: ReleaseId, index: u32 },
     Health(ReleaseId),
+    Halt(ReleaseId),
 }
 
 /// Where the health probe of an installed release stands.
@@ -151,6 +153,8 @@ struct Tracked {
     sources: BTreeSet<NodeId>,
     ledger: Ledger,
     directives: DirectiveLog,
+    /// The latest accepted directive's signed bytes, to answer halt sync (lost on restart).
+    directive_bytes: Option<Vec<u8>>,
     /// Latched halt: once set it stays until a resume directive lifts it.
     halt: Option<HaltReason>,
     probe: Probe,

@@ -162,6 +162,7 @@ impl Node {
                 }
             }
             Request::Health { release, wave } => self.health_answer(&release, wave),
+            Request::Halt { release } => self.halt_answer(&release),
             Request::ChunkList { release } => match self
                 .releases
                 .get(&release)

@@ -51,7 +51,8 @@ impl Mesh {
                 request_id, data, ..
             } => {
                 if let Some((requester, their_id, kind)) = self.routes.remove(&request_id) {
-                    if kind == Kind::HealthSync && self.nodes[i].lie == Some(HealthLie::Withhold) {
+                    let health = matches!(kind, Kind::HealthSync | Kind::HaltSync);
+                    if health && self.nodes[i].lie == Some(HealthLie::Withhold) {
                         // A withholder shares no health, by sync either: the asker times out.
                         self.stats.count("health_syncs_withheld");
                         self.fail_later(Some((requester, their_id)));

@@ -30,11 +30,13 @@ pub enum Kind {
     MetadataRequest,
     /// Health sync requests and answers.
     HealthSync,
+    /// Halt sync requests and answers.
+    HaltSync,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Metadata,
         Kind::Health,
         Kind::Halt,
@@ -46,6 +48,7 @@ impl Kind {
         Kind::ChunkList,
         Kind::MetadataRequest,
         Kind::HealthSync,
+        Kind::HaltSync,
     ];
 
     /// Its name in reports.
@@ -62,6 +65,7 @@ impl Kind {
             Kind::ChunkList => "chunk-list",
             Kind::MetadataRequest => "metadata-request",
             Kind::HealthSync => "health-sync",
+            Kind::HaltSync => "halt-sync",
         }
     }
 }

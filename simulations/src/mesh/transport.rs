@@ -211,6 +211,7 @@ impl Mesh {
             Ok(Request::ChunkList { .. }) => Kind::ChunkList,
             Ok(Request::Metadata) => Kind::MetadataRequest,
             Ok(Request::Health { .. }) => Kind::HealthSync,
+            Ok(Request::Halt { .. }) => Kind::HaltSync,
             _ => Kind::Chunk,
         }
     }
