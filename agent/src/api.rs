@@ -144,6 +144,12 @@ pub struct CountersView {
     pub chunks_rejected: u64,
     /// Verified chunks whose store write failed.
     pub store_failures: u64,
+    /// Releases whose stored data was removed after the vendor pruned them (absent from older agents).
+    #[serde(default)]
+    pub releases_forgotten: u64,
+    /// Chunk bytes those removals freed (absent from older agents).
+    #[serde(default)]
+    pub bytes_forgotten: u64,
     /// The last write to the data directory found the disk full (absent from older agents).
     #[serde(default)]
     pub disk_full: bool,
@@ -376,6 +382,8 @@ impl CountersView {
             chunks_stored: c.chunks_stored,
             chunks_rejected: c.chunks_rejected,
             store_failures: c.store_failures,
+            releases_forgotten: c.releases_forgotten,
+            bytes_forgotten: c.bytes_forgotten,
             disk_full: c.disk_full,
             peers_banned: c.peers_banned,
             inputs_refused: c.inputs_refused,

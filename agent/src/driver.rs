@@ -111,6 +111,10 @@ pub struct Counters {
     pub peers_banned: u64,
     /// Chunks whose store write failed.
     pub store_failures: u64,
+    /// Releases whose stored data was removed after the vendor pruned them.
+    pub releases_forgotten: u64,
+    /// Chunk bytes those removals freed.
+    pub bytes_forgotten: u64,
     /// Chunks from peers that failed their blake3 check (each also bans its sender).
     pub chunks_rejected: u64,
     /// Inputs the engine refused (malformed or unwanted messages, local failures).
@@ -1098,6 +1102,26 @@ impl Driver {
                         .await
                         .map_err(|e| e.to_string());
                     let _ = tx.send(Input::RollbackFinished { release, result }).await;
+                });
+            }
+            Output::Forget { release } => {
+                let store = self.store.clone();
+                let counters = self.shared.counters.clone();
+                // Off the loop: thousands of files may go. A chunk the engine stores again
+                // meanwhile is kept if its release's list was stored first (it always is
+                // before its chunks are fetched); otherwise it is found missing and fetched.
+                tokio::task::spawn_blocking(move || match store.forget_release(&release) {
+                    Ok(done) => {
+                        info!(%release, chunks = done.chunks, bytes = done.bytes, shared = done.shared,
+                            "release no longer in trusted metadata: its stored data removed");
+                        if let Ok(mut c) = counters.lock() {
+                            c.releases_forgotten += 1;
+                            c.bytes_forgotten += done.bytes;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(%release, %e, "could not remove the data of a retired release; retried at the next start")
+                    }
                 });
             }
             Output::Ban { peer, reason } => {

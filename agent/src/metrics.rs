@@ -141,6 +141,18 @@ pub fn render(status: Option<&NodeStatus>, counters: &Counters) -> String {
         "Verified chunks whose write to the local store failed.",
         counters.store_failures,
     );
+    counter(
+        &mut registry,
+        "releases_forgotten",
+        "Releases whose stored data was removed after the vendor pruned them from the metadata.",
+        counters.releases_forgotten,
+    );
+    counter(
+        &mut registry,
+        "forgotten_bytes",
+        "Chunk bytes freed by removing the data of pruned releases.",
+        counters.bytes_forgotten,
+    );
     gauge(
         &mut registry,
         "disk_full",

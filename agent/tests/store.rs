@@ -875,3 +875,109 @@ mod assemble {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Forgetting a retired release
+
+/// The encoded chunk list of `art`.
+fn list_of(art: &Artifact) -> Vec<u8> {
+    chunk::ChunkList {
+        chunks: art
+            .pieces
+            .iter()
+            .map(|p| chunk::ChunkEntry {
+                length: p.len() as u32,
+                hash: chunk::hash(p),
+            })
+            .collect(),
+    }
+    .encode()
+}
+
+/// `old` and `new` share their first chunk; `old` is stored, listed, staged and
+/// has a rollout record; `new` is listed and stored.
+fn two_releases(fx: &Fixture) -> (Artifact, Artifact) {
+    let old = Artifact::new(1, &[40_000, 50_000, 60_000]);
+    let mut new = Artifact::new(2, &[70_000, 80_000]);
+    new.pieces[0] = old.pieces[0].clone();
+    new.chunks[0] = old.chunks[0];
+    old.store_in(fx);
+    new.store_in(fx);
+    let store = fx.store();
+    store.put_chunk_list(&RELEASE, &list_of(&old)).unwrap();
+    store.put_chunk_list(&OTHER, &list_of(&new)).unwrap();
+    store.put_rollout(&RELEASE, b"record").unwrap();
+    let staged = old.assemble(store, &RELEASE).unwrap();
+    assert!(staged.exists());
+    (old, new)
+}
+
+const OTHER: ReleaseId = ReleaseId([0x43; 32]);
+
+#[test]
+fn forgetting_a_release_removes_its_own_chunks_list_record_and_staging_only() {
+    let mut fx = Fixture::new();
+    let (old, new) = two_releases(&fx);
+    let done = fx.store().forget_release(&RELEASE).unwrap();
+    assert_eq!((done.chunks, done.bytes, done.shared), (2, 110_000, 1));
+    let store = fx.reopen();
+    let held = store.held().unwrap();
+    assert!(!held.contains(&old.chunks[1]) && !held.contains(&old.chunks[2]));
+    assert!(
+        new.chunks.iter().all(|c| held.contains(c)),
+        "shared and other chunks stay"
+    );
+    for c in &old.chunks[1..] {
+        assert!(
+            !store.chunk_path(c).exists(),
+            "file of a forgotten chunk remains"
+        );
+    }
+    let lists: Vec<ReleaseId> = store
+        .chunk_lists()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.0)
+        .collect();
+    assert_eq!(lists, vec![OTHER]);
+    assert!(store.rollouts().unwrap().is_empty());
+    assert!(!fx
+        .data_dir()
+        .join("staging")
+        .join(RELEASE.to_hex())
+        .exists());
+    assert!(
+        old.assemble(fx.store(), &OTHER).is_err(),
+        "its chunks are gone"
+    );
+    let report = fx.store().check_chunks(CheckDepth::Full).unwrap();
+    assert!(report.dropped.is_empty(), "{report:?}");
+}
+
+#[test]
+fn a_forget_cut_short_is_finished_by_doing_it_again() {
+    let fx = Fixture::new();
+    let (old, _) = two_releases(&fx);
+    // A crash after the first chunk went: the list, removed last, is still there.
+    fx.store().remove_chunk(&old.chunks[1]).unwrap();
+    let done = fx.store().forget_release(&RELEASE).unwrap();
+    assert_eq!((done.chunks, done.shared), (1, 1));
+    assert_eq!(fx.store().chunk_lists().unwrap().len(), 1);
+    // And once more: nothing left to do.
+    assert_eq!(fx.store().forget_release(&RELEASE).unwrap().chunks, 0);
+}
+
+#[test]
+fn with_another_list_unreadable_no_chunk_is_forgotten() {
+    let fx = Fixture::new();
+    let (old, _) = two_releases(&fx);
+    let third = ReleaseId([0x44; 32]);
+    fx.store()
+        .put_chunk_list(&third, b"not a chunk list")
+        .unwrap();
+    let done = fx.store().forget_release(&RELEASE).unwrap();
+    assert_eq!((done.chunks, done.shared), (0, 3));
+    let held = fx.store().held().unwrap();
+    assert!(old.chunks.iter().all(|c| held.contains(c)));
+    assert!(fx.store().rollouts().unwrap().is_empty());
+}

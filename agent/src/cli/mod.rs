@@ -21,6 +21,7 @@ pub mod publish;
 pub mod root_init;
 pub mod root_rotate;
 pub mod status;
+pub mod unpublish;
 pub mod verify;
 pub mod wave;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Root(RootCommand),
     /// Add a release (artifact, chunks, signed metadata) to a release directory.
     Publish(publish::PublishArgs),
+    /// Remove a release from a release directory's signed metadata; agents then drop its data.
+    Unpublish(unpublish::UnpublishArgs),
     /// Verify a release directory offline: metadata, chunk lists, chunks and artifacts.
     Verify(verify::VerifyArgs),
     /// Print which wave a node is in for a release.
@@ -105,6 +108,8 @@ pub enum Outcome {
     Root(root_init::RootReport),
     /// `publish`.
     Publish(publish::PublishReport),
+    /// `unpublish`.
+    Unpublish(unpublish::UnpublishReport),
     /// `verify`.
     Verify(verify::VerifyReport),
     /// `wave`.
@@ -136,6 +141,7 @@ impl Outcome {
             | Outcome::Directive(_)
             | Outcome::Root(_)
             | Outcome::Publish(_)
+            | Outcome::Unpublish(_)
             | Outcome::Demo(_)
             | Outcome::Stopped(_)
             | Outcome::Status(_)
@@ -151,6 +157,7 @@ impl fmt::Display for Outcome {
             Outcome::Keygen(r) => r.fmt(f),
             Outcome::Root(r) => r.fmt(f),
             Outcome::Publish(r) => r.fmt(f),
+            Outcome::Unpublish(r) => r.fmt(f),
             Outcome::Verify(r) => r.fmt(f),
             Outcome::Wave(r) => r.fmt(f),
             Outcome::Cert(r) => r.fmt(f),
@@ -191,6 +198,7 @@ pub fn execute(cli: Cli, now: Timestamp) -> anyhow::Result<Outcome> {
         Command::Root(RootCommand::Init(a)) => root_init::run(&a, now).map(Outcome::Root),
         Command::Root(RootCommand::Rotate(a)) => root_rotate::run(&a, now).map(Outcome::Root),
         Command::Publish(a) => publish::run(&a, now).map(Outcome::Publish),
+        Command::Unpublish(a) => unpublish::run(&a, now).map(Outcome::Unpublish),
         Command::Verify(a) => verify::run(&a, now).map(Outcome::Verify),
         Command::Wave(a) => wave::run(&a, now).map(Outcome::Wave),
         Command::Cert(CertCommand::Issue(a)) => cert::run(&a, now).map(Outcome::Cert),

@@ -203,9 +203,9 @@ pub fn run(a: &PublishArgs, now: Timestamp) -> anyhow::Result<PublishReport> {
     let opened = vendor::open(&repo).context("publish")?;
     let mut repository = opened.repository;
     let mut notes = opened.notes;
-    let targets = signers(&repository, RoleName::Targets, &secrets)?;
-    let snapshot = signers(&repository, RoleName::Snapshot, &secrets)?;
-    let timestamp = signers(&repository, RoleName::Timestamp, &secrets)?;
+    let targets = signers("publish", &repository, RoleName::Targets, &secrets)?;
+    let snapshot = signers("publish", &repository, RoleName::Snapshot, &secrets)?;
+    let timestamp = signers("publish", &repository, RoleName::Timestamp, &secrets)?;
     notes.extend(unused_keys(&repository, &secrets));
 
     let target_path = format!("{}/{}", a.product, a.version);
@@ -300,8 +300,10 @@ fn chunker_params(a: &PublishArgs) -> anyhow::Result<ChunkerParams> {
     })
 }
 
-/// The keys among `secrets` that `role` accepts, enough for its threshold.
-fn signers<'k>(
+/// The keys among `secrets` that `role` accepts, enough for its threshold
+/// (`command` names the command in the error).
+pub(super) fn signers<'k>(
+    command: &str,
     repository: &Repository,
     role: RoleName,
     secrets: &'k [SigningKey],
@@ -316,7 +318,7 @@ fn signers<'k>(
     if (chosen.len() as u64) < u64::from(threshold) {
         let wanted: Vec<String> = ids.iter().map(|id| keys::short_id(id)).collect();
         bail!(
-            "publish: the {role} role of root v{} needs {threshold} signature(s) but {} of the --key files hold one of its keys ({})",
+            "{command}: the {role} role of root v{} needs {threshold} signature(s) but {} of the --key files hold one of its keys ({})",
             root.version,
             chosen.len(),
             wanted.join(", ")
@@ -326,7 +328,7 @@ fn signers<'k>(
 }
 
 /// Notes for keys that sign none of the roles `publish` signs.
-fn unused_keys(repository: &Repository, secrets: &[SigningKey]) -> Vec<String> {
+pub(super) fn unused_keys(repository: &Repository, secrets: &[SigningKey]) -> Vec<String> {
     let root = repository.root();
     let roles = [RoleName::Targets, RoleName::Snapshot, RoleName::Timestamp];
     secrets

@@ -36,6 +36,7 @@
 
 mod chunks;
 mod disk;
+mod forget;
 mod keyed;
 mod lists;
 mod meta;
@@ -45,9 +46,10 @@ mod staging;
 mod trust;
 
 pub use chunks::{Damage, GetError, HeldError, PutError, RemoveError};
+pub use forget::{ForgetError, Forgotten};
 pub use lists::{ListsError, PutListError, RemoveListError, MAX_STORED_CHUNK_LISTS};
 pub use meta::SLED_CACHE_BYTES;
-pub use rollouts::{PutRolloutError, RolloutsError};
+pub use rollouts::{PutRolloutError, RemoveRolloutError, RolloutsError};
 pub use scan::{CheckDepth, CheckError, CheckReport};
 pub use staging::{staged_file_name, AssembleError, DiscardError, MAX_STAGED_NAME_BYTES};
 pub use trust::{PutTrustError, TrustError};

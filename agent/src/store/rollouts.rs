@@ -158,3 +158,30 @@ mod tests {
         assert!(validate(&t).unwrap_err().contains("31 bytes, not 32"));
     }
 }
+
+/// Removing a rollout record failed; it may still be stored.
+#[derive(Debug, Error)]
+#[error("cannot remove the rollout record of release {release} from {}: {source}", path.display())]
+pub struct RemoveRolloutError {
+    /// The release.
+    pub release: ReleaseId,
+    /// The database directory.
+    pub path: PathBuf,
+    /// What sled said.
+    #[source]
+    pub source: sled::Error,
+}
+
+impl Store {
+    /// Forgets the rollout record of `release` (a no-op if none is stored).
+    pub fn remove_rollout(&self, release: &ReleaseId) -> Result<(), RemoveRolloutError> {
+        let db_err = |source| RemoveRolloutError {
+            release: *release,
+            path: self.meta.path.clone(),
+            source,
+        };
+        let _records = self.lock_records();
+        self.meta.rollouts.remove(release.0).map_err(db_err)?;
+        self.meta.flush().map_err(db_err)
+    }
+}

@@ -67,6 +67,7 @@ impl Node {
             return Ok(false);
         }
         self.fleet = super::lifecycle::fleet_keys(&self.trust);
+        self.note_targets_changed();
         self.outputs
             .push_back(Output::StoreTrust(self.trust.stored()));
         for release in outcome.new_releases {
@@ -318,7 +319,7 @@ impl Node {
         }
     }
 
-    fn wants_content(&self, t: &Tracked) -> bool {
+    pub(super) fn wants_content(&self, t: &Tracked) -> bool {
         if t.state.is_stopped() {
             return false;
         }
@@ -473,6 +474,11 @@ impl Node {
 
     pub(super) fn on_local_chunk_list(&mut self, id: ReleaseId, data: Vec<u8>) {
         if !self.releases.contains_key(&id) {
+            if self.is_leftover(&id) {
+                // Stored before the vendor pruned the release, or a removal a crash cut short.
+                self.forget_leftover(id);
+                return;
+            }
             self.event(NodeEvent::Refused {
                 from: None,
                 reason: format!("chunk list for {id}: the release is not in trusted metadata"),

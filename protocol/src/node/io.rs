@@ -253,6 +253,17 @@ pub enum Output {
         /// The release.
         release: ReleaseId,
     },
+    /// The release left the trusted targets metadata (the vendor pruned it): remove
+    /// what is stored for it, with no answer expected. Remove each of its chunks that
+    /// no other stored chunk list names, its rollout record and its staged artifact,
+    /// and its chunk list **last**, so that a removal cut short by a crash is found
+    /// (as a stored chunk list of a release not in trusted metadata, which the node
+    /// answers with this output again) and finished at the next start. What was
+    /// installed stays installed: that is the installer's, not the store's.
+    Forget {
+        /// The release.
+        release: ReleaseId,
+    },
     /// Disconnect from a peer and refuse it from now on.
     Ban {
         /// The peer.
@@ -301,6 +312,12 @@ pub enum NodeEvent {
         release: ReleaseId,
         /// The chunk's index in the release's list.
         index: u32,
+    },
+    /// The release left the trusted targets metadata: the node no longer follows it and
+    /// asked the driver to remove what is stored for it ([`Output::Forget`]).
+    Retired {
+        /// The release.
+        release: ReleaseId,
     },
     /// A signed resume directive lifted a halt on this node.
     Resumed {

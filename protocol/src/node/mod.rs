@@ -26,12 +26,14 @@ mod io;
 mod lifecycle;
 mod local;
 mod restore;
+mod retire;
 mod serving;
 mod site;
 mod status;
 mod sync;
 
 pub use io::{Input, NodeEvent, Output, Verdict};
+pub use retire::RETIRE_WAIT_MS;
 pub use status::{NodeStatus, ReleaseStatus};
 
 use crate::chunk::{ChunkHash, ChunkList};
@@ -220,6 +222,10 @@ pub struct Node {
     next_have_flush: Timestamp,
     /// Valid directives for releases not followed yet, applied when they are (bounded by `MAX_RELEASES`).
     early_directives: BTreeMap<ReleaseId, Vec<u8>>,
+    /// Trusted targets changed since releases were last checked against them (see [`retire`]).
+    retire_pending: bool,
+    /// Retired releases not forgotten yet: their chunk lists and the latest time to forget them.
+    retiring: BTreeMap<ReleaseId, (Option<ChunkList>, Timestamp)>,
     /// Peers the driver says share our site (at most `MAX_SITE_PEERS`).
     site_peers: BTreeSet<NodeId>,
     /// Bumped whenever `site_peers` changes, so cached election ranks are redone.
@@ -258,6 +264,8 @@ impl Node {
             serving,
             next_have_flush: now,
             early_directives: BTreeMap::new(),
+            retire_pending: false,
+            retiring: BTreeMap::new(),
             site_peers: BTreeSet::new(),
             site_generation: 1,
             policy: TransferPolicy::default(),
@@ -356,6 +364,7 @@ impl Node {
 
     /// Everything time-driven: expire requests, issue new ones, open waves, probe, check gates.
     fn step(&mut self) {
+        self.retire_unlisted();
         self.expire_requests();
         self.serve_waiting();
         self.drive_downloads();
@@ -435,6 +444,9 @@ impl Node {
             consider(*deadline);
         }
         if let Some(t) = self.serving.next_wakeup(now) {
+            consider(t);
+        }
+        if let Some(t) = self.next_forget() {
             consider(t);
         }
         for t in self.releases.values() {

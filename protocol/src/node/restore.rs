@@ -50,8 +50,12 @@ impl Node {
             }
         };
         let now = self.now;
+        if !self.releases.contains_key(&id) && self.is_leftover(&id) {
+            self.forget_leftover(id); // no longer trusted: nothing to resume
+            return;
+        }
         let Some(t) = self.releases.get_mut(&id) else {
-            return; // no longer trusted: nothing to resume
+            return; // trusted but not followed (too many releases)
         };
         t.seq = t.seq.max(record.seq);
         if let Some((action, seq)) = record.directive {

@@ -33,20 +33,74 @@ pub fn start() -> Timestamp {
 /// A one-wave release starting at [`start`] (10 % failures fail the gate, one
 /// report suffices), the first root, and the bundle that trusts the release.
 pub fn release() -> (Vec<u8>, MetadataBundle, ReleaseId) {
-    let key = vendor_key();
-    let spec = RootSpec {
-        root: RoleSpec::single(key.public()),
-        targets: RoleSpec::single(key.public()),
-        snapshot: RoleSpec::single(key.public()),
-        timestamp: RoleSpec::single(key.public()),
-        operator: None,
-        expires: T0.plus_secs(365 * 86_400),
-    };
-    let root = sign_document(new_root(&spec).unwrap(), &[&key]).unwrap();
-    let mut repo = Repository::new(&root).unwrap();
+    let mut vendor = Vendor::new();
+    let bundle = vendor.publish(&["1.0"]);
+    (vendor.root.clone(), bundle, vendor.id("1.0"))
+}
+
+/// A vendor whose every role is [`vendor_key`], publishing one-wave releases of
+/// product `acme` (target path `acme/<version>`).
+pub struct Vendor {
+    /// The first root, as shipped with agents.
+    pub root: Vec<u8>,
+    repo: Repository,
+    ids: std::collections::BTreeMap<String, ReleaseId>,
+}
+
+impl Vendor {
+    /// A vendor with nothing published.
+    pub fn new() -> Self {
+        let key = vendor_key();
+        let spec = RootSpec {
+            root: RoleSpec::single(key.public()),
+            targets: RoleSpec::single(key.public()),
+            snapshot: RoleSpec::single(key.public()),
+            timestamp: RoleSpec::single(key.public()),
+            operator: None,
+            expires: T0.plus_secs(365 * 86_400),
+        };
+        let root = sign_document(new_root(&spec).unwrap(), &[&key]).unwrap();
+        let repo = Repository::new(&root).unwrap();
+        Vendor {
+            root,
+            repo,
+            ids: Default::default(),
+        }
+    }
+
+    /// Signs metadata listing exactly `versions` (pruning any others).
+    pub fn publish(&mut self, versions: &[&str]) -> MetadataBundle {
+        let paths: Vec<String> = self.repo.targets().keys().cloned().collect();
+        for p in paths {
+            self.repo.remove_target(&p);
+        }
+        for v in versions {
+            let release = self
+                .repo
+                .add_target(&format!("acme/{v}"), target(v))
+                .unwrap();
+            self.ids.insert(v.to_string(), release.id);
+        }
+        let key = vendor_key();
+        let k = [&key];
+        let signers = RoleSigners {
+            targets: &k,
+            snapshot: &k,
+            timestamp: &k,
+        };
+        self.repo.sign(T0, &Expiries::default(), &signers).unwrap()
+    }
+
+    /// The ID of a published version.
+    pub fn id(&self, version: &str) -> ReleaseId {
+        self.ids[version]
+    }
+}
+
+fn target(version: &str) -> waveguard_protocol::release::TargetFile {
     let info = ReleaseInfo {
         product: "acme".into(),
-        version: "1.0".into(),
+        version: version.into(),
         chunk_list: ChunkListRef {
             length: waveguard_protocol::chunk::encoded_list_len(1),
             blake3: hex::encode([7u8; 32]),
@@ -68,16 +122,8 @@ pub fn release() -> (Vec<u8>, MetadataBundle, ReleaseId) {
             },
         },
     };
-    let target = release_target("acme/1.0", 1000, &[1; 32], &info).unwrap();
-    let id = repo.add_target("acme/1.0", target).unwrap().id;
-    let k = [&key];
-    let signers = RoleSigners {
-        targets: &k,
-        snapshot: &k,
-        timestamp: &k,
-    };
-    let bundle = repo.sign(T0, &Expiries::default(), &signers).unwrap();
-    (root, bundle, id)
+    let artifact = blake3::hash(version.as_bytes());
+    release_target(&format!("acme/{version}"), 1000, artifact.as_bytes(), &info).unwrap()
 }
 
 /// A wave-0 report by the node of key seed `seed`, as a `Gossip::Health` frame.
