@@ -68,6 +68,25 @@ impl Peer {
             .expect("an answer to the halt request")
     }
 
+    /// Takes `answer` from `from` to this node's request `request_id`.
+    fn take(
+        &mut self,
+        now: Timestamp,
+        from: NodeId,
+        request_id: u64,
+        answer: &Response,
+    ) -> Vec<Output> {
+        let data = answer.encode();
+        self.feed(
+            now,
+            Input::Response {
+                from,
+                request_id,
+                data,
+            },
+        )
+    }
+
     /// Connects `peer` and returns the id of the halt request sent to it, if any.
     fn connect(&mut self, now: Timestamp, peer: NodeId) -> Option<u64> {
         let release = self.release;
@@ -139,14 +158,7 @@ fn a_node_that_missed_a_gate_halt_learns_it_from_its_next_peer() {
         panic!("a halted on a gate and answers with evidence: {answer:?}");
     };
     assert_eq!((ev.release, ev.wave, ev.reports.len()), (a.release, 0, 1));
-    let out = b.feed(
-        now,
-        Input::Response {
-            from: a.id,
-            request_id,
-            data: answer.encode(),
-        },
-    );
+    let out = b.take(now, a.id, request_id, &answer);
     assert!(
         matches!(
             halt_reason(&out),
@@ -191,14 +203,7 @@ fn a_node_that_missed_a_halt_directive_learns_it_from_its_next_peer() {
     let request_id = b.connect(now, a.id).expect("b asks a about the release");
     let answer = a.answer_halt(now, b.id);
     assert_eq!(answer, Response::Directive(directive.clone().into()));
-    let out = b.feed(
-        now,
-        Input::Response {
-            from: a.id,
-            request_id,
-            data: answer.encode(),
-        },
-    );
+    let out = b.take(now, a.id, request_id, &answer);
     assert!(
         matches!(
             halt_reason(&out),
@@ -255,14 +260,7 @@ fn evidence_that_does_not_fail_the_gate_or_is_forged_halts_nobody() {
     ] {
         let mut b = Peer::new(2, &root, &bundle, a.release);
         let request_id = b.connect(now, a.id).expect("b asks a");
-        let out = b.feed(
-            now,
-            Input::Response {
-                from: a.id,
-                request_id,
-                data: Response::Halt(ev).encode(),
-            },
-        );
+        let out = b.take(now, a.id, request_id, &Response::Halt(ev));
         assert_eq!(halt_reason(&out), None, "{what}: {out:?}");
         assert!(broadcast(&out).is_none(), "{what}: {out:?}");
         assert!(

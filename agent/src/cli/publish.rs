@@ -76,6 +76,14 @@ pub struct PublishArgs {
     /// Largest chunk (default: four times --chunk-avg, at most 8 MiB).
     #[arg(long, value_name = "SIZE", value_parser = args::size_bytes)]
     pub chunk_max: Option<u64>,
+    /// Lifetimes of the documents signed.
+    #[command(flatten)]
+    pub expiries: ExpiryArgs,
+}
+
+/// How long the targets, snapshot and timestamp a command signs stay valid.
+#[derive(Args, Debug, Clone)]
+pub struct ExpiryArgs {
     /// How long the signed targets stay valid.
     #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = args::duration_secs)]
     pub targets_expires: u64,
@@ -85,6 +93,16 @@ pub struct PublishArgs {
     /// How long the signed timestamp stays valid.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = args::duration_secs)]
     pub timestamp_expires: u64,
+}
+
+impl ExpiryArgs {
+    fn expiries(&self) -> Expiries {
+        Expiries {
+            timestamp_secs: self.timestamp_expires,
+            snapshot_secs: self.snapshot_expires,
+            targets_secs: self.targets_expires,
+        }
+    }
 }
 
 /// What `publish` did.
@@ -203,9 +221,7 @@ pub fn run(a: &PublishArgs, now: Timestamp) -> anyhow::Result<PublishReport> {
     let opened = vendor::open(&repo).context("publish")?;
     let mut repository = opened.repository;
     let mut notes = opened.notes;
-    let targets = signers("publish", &repository, RoleName::Targets, &secrets)?;
-    let snapshot = signers("publish", &repository, RoleName::Snapshot, &secrets)?;
-    let timestamp = signers("publish", &repository, RoleName::Timestamp, &secrets)?;
+    let signing = Signing::new("publish", &repository, &secrets)?;
     notes.extend(unused_keys(&repository, &secrets));
 
     let target_path = format!("{}/{}", a.product, a.version);
@@ -241,21 +257,7 @@ pub fn run(a: &PublishArgs, now: Timestamp) -> anyhow::Result<PublishReport> {
     repo.write_chunk_list(&release.id, &list_bytes)
         .context("publish: cannot write the chunk list")?;
 
-    let expiries = Expiries {
-        timestamp_secs: a.timestamp_expires,
-        snapshot_secs: a.snapshot_expires,
-        targets_secs: a.targets_expires,
-    };
-    let signers = RoleSigners {
-        targets: &targets,
-        snapshot: &snapshot,
-        timestamp: &timestamp,
-    };
-    let bundle = repository
-        .sign(now, &expiries, &signers)
-        .context("publish")?;
-    vendor::commit(&repo, &bundle).context("publish: cannot write the signed metadata")?;
-    let v = repository.trust().versions();
+    let versions = signing.commit(&repo, &mut repository, now, &a.expiries)?;
     Ok(PublishReport {
         release: release.id,
         target_path,
@@ -266,11 +268,7 @@ pub fn run(a: &PublishArgs, now: Timestamp) -> anyhow::Result<PublishReport> {
         chunks: chunk_count,
         chunks_written: chunked.written,
         policy,
-        versions: (
-            v.targets.unwrap_or(0),
-            v.snapshot.unwrap_or(0),
-            v.timestamp.unwrap_or(0),
-        ),
+        versions,
         notes,
     })
 }
@@ -300,9 +298,61 @@ fn chunker_params(a: &PublishArgs) -> anyhow::Result<ChunkerParams> {
     })
 }
 
+/// The keys that sign the targets, snapshot and timestamp roles, for a command
+/// that re-signs the metadata of a release directory.
+pub(super) struct Signing<'k> {
+    command: &'static str,
+    targets: Vec<&'k SigningKey>,
+    snapshot: Vec<&'k SigningKey>,
+    timestamp: Vec<&'k SigningKey>,
+}
+
+impl<'k> Signing<'k> {
+    /// Picks from `secrets` the keys of each role the root names, enough for its threshold.
+    pub(super) fn new(
+        command: &'static str,
+        repository: &Repository,
+        secrets: &'k [SigningKey],
+    ) -> anyhow::Result<Self> {
+        Ok(Signing {
+            command,
+            targets: signers(command, repository, RoleName::Targets, secrets)?,
+            snapshot: signers(command, repository, RoleName::Snapshot, secrets)?,
+            timestamp: signers(command, repository, RoleName::Timestamp, secrets)?,
+        })
+    }
+
+    /// Signs new targets, snapshot and timestamp as of `now` and writes them to `repo`;
+    /// returns their versions.
+    pub(super) fn commit(
+        &self,
+        repo: &Repo,
+        repository: &mut Repository,
+        now: Timestamp,
+        expiries: &ExpiryArgs,
+    ) -> anyhow::Result<(u64, u64, u64)> {
+        let signers = RoleSigners {
+            targets: &self.targets,
+            snapshot: &self.snapshot,
+            timestamp: &self.timestamp,
+        };
+        let bundle = repository
+            .sign(now, &expiries.expiries(), &signers)
+            .context(self.command)?;
+        vendor::commit(repo, &bundle)
+            .with_context(|| format!("{}: cannot write the signed metadata", self.command))?;
+        let v = repository.trust().versions();
+        Ok((
+            v.targets.unwrap_or(0),
+            v.snapshot.unwrap_or(0),
+            v.timestamp.unwrap_or(0),
+        ))
+    }
+}
+
 /// The keys among `secrets` that `role` accepts, enough for its threshold
 /// (`command` names the command in the error).
-pub(super) fn signers<'k>(
+fn signers<'k>(
     command: &str,
     repository: &Repository,
     role: RoleName,

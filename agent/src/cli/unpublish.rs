@@ -7,16 +7,14 @@
 //! arrives. The release directory keeps the release's chunk list and chunks, so
 //! `verify` still reads older metadata and the version can be re-published.
 
-use super::args;
 use super::keys;
-use super::publish::{signers, unused_keys};
+use super::publish::{unused_keys, ExpiryArgs, Signing};
 use crate::repo::Repo;
 use crate::vendor;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use std::fmt;
 use std::path::PathBuf;
-use waveguard_protocol::metadata::{Expiries, RoleName, RoleSigners};
 use waveguard_protocol::release::Release;
 use waveguard_protocol::{ReleaseId, Timestamp};
 
@@ -35,15 +33,9 @@ pub struct UnpublishArgs {
     /// Key files for the targets, snapshot and timestamp roles; the root says which signs what.
     #[arg(long = "key", value_name = "FILE", num_args = 1.., required = true)]
     pub keys: Vec<PathBuf>,
-    /// How long the signed targets stay valid.
-    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = args::duration_secs)]
-    pub targets_expires: u64,
-    /// How long the signed snapshot stays valid.
-    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = args::duration_secs)]
-    pub snapshot_expires: u64,
-    /// How long the signed timestamp stays valid.
-    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = args::duration_secs)]
-    pub timestamp_expires: u64,
+    /// Lifetimes of the documents signed.
+    #[command(flatten)]
+    pub expiries: ExpiryArgs,
 }
 
 /// What `unpublish` did.
@@ -85,9 +77,7 @@ pub fn run(a: &UnpublishArgs, now: Timestamp) -> anyhow::Result<UnpublishReport>
     let opened = vendor::open(&repo).context("unpublish")?;
     let mut repository = opened.repository;
     let mut notes = opened.notes;
-    let targets = signers("unpublish", &repository, RoleName::Targets, &secrets)?;
-    let snapshot = signers("unpublish", &repository, RoleName::Snapshot, &secrets)?;
-    let timestamp = signers("unpublish", &repository, RoleName::Timestamp, &secrets)?;
+    let signing = Signing::new("unpublish", &repository, &secrets)?;
     notes.extend(unused_keys(&repository, &secrets));
 
     let target_path = format!("{}/{}", a.product, a.version);
@@ -99,30 +89,12 @@ pub fn run(a: &UnpublishArgs, now: Timestamp) -> anyhow::Result<UnpublishReport>
         );
     };
     let release = Release::from_target(&target_path, &target).context("unpublish")?;
-    let expiries = Expiries {
-        timestamp_secs: a.timestamp_expires,
-        snapshot_secs: a.snapshot_expires,
-        targets_secs: a.targets_expires,
-    };
-    let signers = RoleSigners {
-        targets: &targets,
-        snapshot: &snapshot,
-        timestamp: &timestamp,
-    };
-    let bundle = repository
-        .sign(now, &expiries, &signers)
-        .context("unpublish")?;
-    vendor::commit(&repo, &bundle).context("unpublish: cannot write the signed metadata")?;
-    let v = repository.trust().versions();
+    let versions = signing.commit(&repo, &mut repository, now, &a.expiries)?;
     Ok(UnpublishReport {
         release: release.id,
         target_path,
         remaining: repository.targets().len(),
-        versions: (
-            v.targets.unwrap_or(0),
-            v.snapshot.unwrap_or(0),
-            v.timestamp.unwrap_or(0),
-        ),
+        versions,
         notes,
     })
 }
