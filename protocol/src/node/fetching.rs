@@ -476,6 +476,10 @@ impl Node {
         if !self.releases.contains_key(&id) {
             if self.is_leftover(&id) {
                 // Stored before the vendor pruned the release, or a removal a crash cut short.
+                // Its chunks leave the held set as the driver removes them (a chunk another
+                // list names and the driver keeps is at worst fetched again, never missed).
+                let list = crate::chunk::ChunkList::decode(&data).ok();
+                self.unhold_unshared(list.as_ref());
                 self.forget_leftover(id);
                 return;
             }

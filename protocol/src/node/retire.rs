@@ -89,7 +89,7 @@ impl Node {
 
     /// Drops from the held set the chunks of a retired release's `list` that no followed
     /// release's list names: the driver removes them from its store ([`Output::Forget`]).
-    fn unhold_unshared(&mut self, list: Option<&crate::chunk::ChunkList>) {
+    pub(super) fn unhold_unshared(&mut self, list: Option<&crate::chunk::ChunkList>) {
         let Some(list) = list else {
             return;
         };
