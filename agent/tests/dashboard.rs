@@ -123,11 +123,13 @@ fn status_splits_connected_peers_by_class_and_carries_rates() {
             sent: 7,
             received: 8,
         },
+        score: Some(-3),
     }];
     let view = StatusView::of(&NodeId([3; 32]), None, &counters, &[]);
     assert_eq!((view.connected.lan, view.connected.wan), (1, 2));
     let peer = &view.connected.list[0];
     assert_eq!(peer.id, NodeId([9; 32]).to_peer_id_string());
+    assert_eq!(peer.score, Some(-3));
     assert_eq!((peer.class.as_str(), peer.up, peer.down), ("lan", 7, 8));
     let wan = view
         .counters

@@ -667,3 +667,139 @@ async fn kademlia_introduces_peers_who_then_connect() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_peer_scored_below_the_graylist_is_banned_and_disconnected() {
+    bounded(async {
+        let mut a = PeerBuilder::new().no_autodial().start().await;
+        let mut b = PeerBuilder::new().no_autodial().start().await;
+        link(&mut a, &mut b).await;
+        a.call(|net| net.publish(TOPIC_HEALTH, b"junk".to_vec()))
+            .await
+            .unwrap();
+        let (_, handle, _) = b.gossip().await;
+        b.call(move |net| net.report_verdict(handle, Verdict::Reject))
+            .await
+            .unwrap();
+        let (an, bn) = (a.node, b.node);
+        let score = b
+            .expect("the ban", |e| match e {
+                NetEvent::PeerScoredOut { peer, score } if *peer == an => Some(*score),
+                _ => None,
+            })
+            .await;
+        assert!(score < -80, "score {score}");
+        assert!(b.call(move |net| net.is_banned(&an)).await);
+        b.expect("the disconnection", |e| {
+            (*e == NetEvent::PeerDisconnected(an)).then_some(())
+        })
+        .await;
+        a.expect("the disconnection", |e| {
+            (*e == NetEvent::PeerDisconnected(bn)).then_some(())
+        })
+        .await;
+        let tcp = b.tcp();
+        a.call(move |net| net.dial(tcp)).await.unwrap();
+        b.expect_none("the banned peer back", |e| {
+            *e == NetEvent::PeerConnected(an)
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ignored_and_accepted_gossip_bans_nobody() {
+    bounded(async {
+        let mut a = PeerBuilder::new().no_autodial().start().await;
+        let mut b = PeerBuilder::new().no_autodial().start().await;
+        link(&mut a, &mut b).await;
+        for (i, verdict) in [Verdict::Accept, Verdict::Ignore].into_iter().enumerate() {
+            a.call(move |net| net.publish(TOPIC_HEALTH, vec![i as u8; 8]))
+                .await
+                .unwrap();
+            let (_, handle, _) = b.gossip().await;
+            b.call(move |net| net.report_verdict(handle, verdict))
+                .await
+                .unwrap();
+        }
+        b.call(|net| net.ban_scored_out()).await;
+        let an = a.node;
+        b.expect_none("a ban", |e| matches!(e, NetEvent::PeerScoredOut { .. }))
+            .await;
+        assert!(!b.call(move |net| net.is_banned(&an)).await);
+        assert_eq!(b.call(|net| net.connected_peers()).await, vec![an]);
+    })
+    .await;
+}
+
+/// Unsigned gossip fails gossipsub's own validation and never reaches the
+/// engine; the periodic sweep bans its sender all the same.
+#[tokio::test]
+async fn a_peer_sending_unsigned_gossip_is_banned_by_the_sweep() {
+    use libp2p::gossipsub;
+    bounded(async {
+        let mut b = PeerBuilder::new().no_autodial().start().await;
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::None)
+            .build()
+            .unwrap();
+        let mut rogue = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| {
+                let behaviour: gossipsub::Behaviour =
+                    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                        .unwrap();
+                behaviour
+            })
+            .unwrap()
+            .build();
+        let topic = gossipsub::IdentTopic::new(TOPIC_HEALTH);
+        rogue.behaviour_mut().subscribe(&topic).unwrap();
+        let rogue_node = NodeId::from_peer_id_bytes(&rogue.local_peer_id().to_bytes()).unwrap();
+        rogue.dial(b.tcp()).unwrap();
+        let b_peer = peer_id(b.node);
+        let mut n = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut swept = tokio::time::interval(Duration::from_millis(200));
+        let score = loop {
+            tokio::select! {
+                ev = rogue.select_next_some() => {
+                    if let SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } = ev {
+                        assert_eq!(peer_id, b_peer);
+                    }
+                }
+                _ = tick.tick() => {
+                    if rogue.is_connected(&b_peer) {
+                        n += 1;
+                        let _ = rogue.behaviour_mut().publish(topic.clone(), n.to_be_bytes().to_vec());
+                    }
+                }
+                _ = swept.tick() => {
+                    b.call(|net| net.ban_scored_out()).await;
+                    while let Ok(e) = b.events.try_recv() {
+                        b.backlog.push(e);
+                    }
+                    let found = b.backlog.iter().find_map(|e| match e {
+                        NetEvent::PeerScoredOut { peer, score } if *peer == rogue_node => Some(*score),
+                        _ => None,
+                    });
+                    if let Some(s) = found {
+                        break s;
+                    }
+                }
+            }
+        };
+        assert!(score < -80, "score {score}");
+        // Nothing the rogue sent reached the engine.
+        assert!(!b.backlog.iter().any(|e| matches!(e, NetEvent::Gossip { .. })));
+        assert!(b.call(move |net| net.is_banned(&rogue_node)).await);
+    })
+    .await;
+}

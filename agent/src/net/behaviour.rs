@@ -121,13 +121,20 @@ fn gossip(key: &identity::Keypair, config: &NetConfig) -> Result<gossipsub::Beha
         gs_config,
     )
     .map_err(|e| NetError::Gossip(e.to_string()))?;
-    gs.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())
+    gs.with_peer_score(score_params(), score_thresholds())
         .map_err(NetError::Gossip)?;
     for topic in TOPICS {
         gs.subscribe(&gossipsub::IdentTopic::new(topic))
             .map_err(|e| NetError::Gossip(format!("cannot subscribe to {topic}: {e}")))?;
     }
     Ok(gs)
+}
+
+/// Gossipsub's score thresholds, unchanged from its defaults: below the
+/// graylist threshold (-80) it ignores everything a peer sends, and the
+/// network layer then bans the peer (see [`super::Network::ban_scored_out`]).
+pub(crate) fn score_thresholds() -> gossipsub::PeerScoreThresholds {
+    gossipsub::PeerScoreThresholds::default()
 }
 
 /// Peer scoring tuned for waveguard's quiet topics.

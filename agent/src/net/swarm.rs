@@ -4,9 +4,15 @@
 //! It builds the transports (TCP with noise and yamux, and QUIC), turns
 //! swarm events into [`NetEvent`]s, keeps the bounded maps from handles to
 //! pending gossip verdicts and inbound response channels, dials discovered
-//! peers, and enforces bans through the block list.
+//! peers, and enforces bans through the block list. It also bans, on its
+//! own, a peer whose gossip score falls below gossipsub's graylist
+//! threshold: gossipsub ignores such a peer anyway, and only a peer that
+//! delivered messages that failed validation gets there (see
+//! [`Network::ban_scored_out`]).
 
-use super::behaviour::{topic_name, Behaviour, BehaviourEvent, KAD_PROTOCOL, TOPICS};
+use super::behaviour::{
+    score_thresholds, topic_name, Behaviour, BehaviourEvent, KAD_PROTOCOL, TOPICS,
+};
 use super::bounds::{
     MAX_IDENTIFY_ADDRS, MAX_PENDING_REQUESTS, MAX_PENDING_RESPONSES, MAX_PENDING_VERDICTS,
 };
@@ -250,7 +256,50 @@ impl Network {
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&pending.id, &pending.source, acceptance);
+        if matches!(verdict, Verdict::Reject) {
+            self.ban_if_scored_out(pending.source);
+        }
         Ok(())
+    }
+
+    /// Bans every connected peer whose gossip score is below gossipsub's
+    /// graylist threshold, each reported as [`NetEvent::PeerScoredOut`].
+    ///
+    /// A rejected verdict checks its relayer at once; this sweep catches the
+    /// penalties gossipsub gives by itself (unsigned or badly signed
+    /// messages, which never reach the engine). Call it now and then (the
+    /// driver does, once a second). Gossipsub drops everything a graylisted
+    /// peer sends but keeps its connection, and its requests would still be
+    /// served; the ban closes the connection and refuses new ones.
+    pub fn ban_scored_out(&mut self) {
+        let peers: Vec<PeerId> = self.traffic.keys().copied().collect();
+        for peer in peers {
+            self.ban_if_scored_out(peer);
+        }
+    }
+
+    /// Bans `peer` if its gossip score is below the graylist threshold.
+    fn ban_if_scored_out(&mut self, peer: PeerId) {
+        if self.banned.contains(&peer) {
+            return;
+        }
+        let Some(score) = self.swarm.behaviour().gossipsub.peer_score(&peer) else {
+            return;
+        };
+        if score >= score_thresholds().graylist_threshold {
+            return;
+        }
+        let Some(node) = node_id_of_peer(&peer) else {
+            return;
+        };
+        if self.ban(node).is_ok() {
+            tracing::debug!(%peer, score, "gossip score below the graylist threshold: banned");
+            self.ready.push_back(NetEvent::PeerScoredOut {
+                peer: node,
+                // Saturating float-to-integer cast; scores here are at most a few thousand.
+                score: score.floor() as i64,
+            });
+        }
     }
 
     /// Sends a request frame to a peer (dialing it if needed). The outcome

@@ -67,6 +67,11 @@ impl Rng {
         Rng(seed | 1)
     }
 
+    /// Seeded from `seed`.
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     /// Next value.
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
