@@ -152,6 +152,11 @@ pub struct BanView {
     pub score: Option<i64>,
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// When the ban ends, in milliseconds since the Unix epoch; absent for a
+    /// ban that lasts until the agent restarts (the engine's bans), and from
+    /// older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 /// The driver's counters.
@@ -181,6 +186,9 @@ pub struct CountersView {
     /// [`crate::driver::MAX_RECENT_BANS`] (absent from older agents).
     #[serde(default)]
     pub recent_bans: Vec<BanView>,
+    /// Timed bans that ended (absent from older agents).
+    #[serde(default)]
+    pub bans_lifted: u64,
     /// Payload bytes per peer class.
     pub traffic: Vec<TrafficView>,
 }
@@ -411,6 +419,7 @@ impl CountersView {
             inputs_refused: c.inputs_refused,
             peers_scored_out: c.peers_scored_out,
             requests_malformed: c.requests_malformed,
+            bans_lifted: c.bans_lifted,
             recent_bans: c
                 .recent_bans
                 .iter()
@@ -419,6 +428,7 @@ impl CountersView {
                     reason: b.reason.clone(),
                     score: b.score,
                     at_ms: b.at.as_millis(),
+                    until_ms: b.until.map(|t| t.as_millis()),
                 })
                 .collect(),
             traffic: PeerClass::ALL

@@ -15,7 +15,7 @@
 
 use crate::install::{InstallRequest, Installer};
 use crate::metrics::{ClassTraffic, PeerClass, MAX_LAN_PEERS};
-use crate::net::{Discovery, NetEvent, Network, Traffic};
+use crate::net::{Discovery, NetEvent, Network, Traffic, MALFORMED_BAN, SCORE_BAN};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,6 +122,8 @@ pub struct Counters {
     pub requests_malformed: u64,
     /// The latest bans, oldest first, at most [`MAX_RECENT_BANS`].
     pub recent_bans: std::collections::VecDeque<BanRecord>,
+    /// Timed bans that ended (the peer may connect again).
+    pub bans_lifted: u64,
     /// The last write to the data directory failed because the disk (or quota)
     /// is full; cleared by the next write that succeeds. While set, fetching
     /// pauses now and then (see [`DISK_FULL_PAUSE_MIN`]), serving goes on.
@@ -167,6 +169,9 @@ pub struct BanRecord {
     pub score: Option<i64>,
     /// When (protocol time, milliseconds since the Unix epoch).
     pub at: Timestamp,
+    /// When the ban ends; `None`: when the agent restarts (the engine's
+    /// bans, which the engine keeps as long).
+    pub until: Option<Timestamp>,
 }
 
 /// Most peers [`Counters::peers`] lists: enough for a person to read, small
@@ -767,7 +772,17 @@ impl Driver {
     fn net_input(&mut self, event: NetEvent) -> Option<Input> {
         match event {
             NetEvent::PeerConnected(peer) => Some(Input::PeerConnected(peer)),
-            NetEvent::PeerDisconnected(peer) => Some(Input::PeerDisconnected(peer)),
+            NetEvent::PeerDisconnected(peer) => {
+                // Undecodable requests count per connection spell: a peer that
+                // restarts starts again from zero.
+                self.malformed.remove(&peer);
+                Some(Input::PeerDisconnected(peer))
+            }
+            NetEvent::BanLifted(peer) => {
+                info!(%peer, "ban ended: the peer may connect again");
+                self.count(|c| c.bans_lifted += 1);
+                None
+            }
             NetEvent::Gossip {
                 from,
                 message_id,
@@ -799,6 +814,7 @@ impl Driver {
                     peer,
                     format!("gossip score {score} below the graylist threshold"),
                     Some(score),
+                    Some(SCORE_BAN),
                 );
                 self.count(|c| c.peers_scored_out += 1);
                 None
@@ -859,15 +875,25 @@ impl Driver {
         let reason = format!("sent {MAX_MALFORMED_REQUESTS} requests that do not decode");
         warn!(%peer, %reason, "banning peer");
         let score = self.net.peer_score(&peer).map(|s| s.floor() as i64);
-        self.record_ban(peer, reason, score);
-        if let Err(e) = self.net.ban(peer) {
+        self.record_ban(peer, reason, score, Some(MALFORMED_BAN));
+        if let Err(e) = self.net.ban_for(peer, Some(MALFORMED_BAN)) {
             debug!(%e, "ban");
         }
         true
     }
 
-    /// Counts a ban and keeps it among the recent ones.
-    fn record_ban(&self, node: waveguard_protocol::NodeId, reason: String, score: Option<i64>) {
+    /// Counts a ban of `length` (`None`: until the agent restarts) and keeps
+    /// it among the recent ones.
+    fn record_ban(
+        &self,
+        node: waveguard_protocol::NodeId,
+        reason: String,
+        score: Option<i64>,
+        length: Option<std::time::Duration>,
+    ) {
+        let at = now();
+        let until =
+            length.map(|l| at.plus_millis(u64::try_from(l.as_millis()).unwrap_or(u64::MAX)));
         self.count(|c| {
             c.peers_banned += 1;
             if c.recent_bans.len() >= MAX_RECENT_BANS {
@@ -877,7 +903,8 @@ impl Driver {
                 node,
                 reason,
                 score,
-                at: now(),
+                at,
+                until,
             });
         });
     }
@@ -916,8 +943,11 @@ impl Driver {
         let elapsed = self.traffic_sampled.map(|t| t.elapsed());
         self.traffic_sampled = Some(std::time::Instant::now());
         // Here rather than on a timer of its own: this runs about once a second
-        // also while network events keep the loop busy. Bans show up as events.
+        // also while network events keep the loop busy. Bans and their ends
+        // show up as events.
         self.net.ban_scored_out();
+        self.net.expire_bans();
+        self.net.redial_bootstrap();
         let mut added = ClassTraffic::default();
         let mut wan_sent = 0u64;
         let mut seen = HashMap::new();
@@ -1207,7 +1237,8 @@ impl Driver {
             Output::Ban { peer, reason } => {
                 warn!(%peer, %reason, "banning peer");
                 let score = self.net.peer_score(&peer).map(|s| s.floor() as i64);
-                self.record_ban(peer, reason, score);
+                // As long as the engine's own ban: until the agent restarts.
+                self.record_ban(peer, reason, score, None);
                 if let Err(e) = self.net.ban(peer) {
                     debug!(%e, "ban");
                 }

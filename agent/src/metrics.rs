@@ -171,6 +171,12 @@ pub fn render(status: Option<&NodeStatus>, counters: &Counters) -> String {
         "Requests from peers that did not decode.",
         counters.requests_malformed,
     );
+    counter(
+        &mut registry,
+        "bans_lifted",
+        "Timed bans that ended (the peer may connect again).",
+        counters.bans_lifted,
+    );
 
     let bytes = Family::<TrafficLabels, Counter>::default();
     for class in PeerClass::ALL {

@@ -72,13 +72,17 @@ pub enum NetEvent {
     },
     /// The network banned a peer on its own: its gossip score fell below
     /// gossipsub's graylist threshold (it delivered messages that failed
-    /// validation). It is disconnected and refused from now on.
+    /// validation). It is disconnected and refused for
+    /// [`super::bans::SCORE_BAN`].
     PeerScoredOut {
         /// The peer.
         peer: NodeId,
         /// Its gossip score then, rounded down.
         score: i64,
     },
+    /// A timed ban ended (see [`super::Network::expire_bans`]): the peer may
+    /// connect again.
+    BanLifted(NodeId),
     /// A dial failed.
     DialFailed {
         /// The peer, if known.
