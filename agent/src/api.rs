@@ -133,6 +133,30 @@ pub struct PeerView {
     pub up: u64,
     /// Payload bytes received from it on its current connection.
     pub down: u64,
+    /// Its gossipsub score, rounded down (negative after it delivered gossip
+    /// that failed validation; below -80 it is banned); absent while
+    /// gossipsub does not score it, and from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<i64>,
+}
+
+/// One recent ban.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanView {
+    /// The banned peer's libp2p PeerId.
+    pub id: String,
+    /// Why it was banned.
+    pub reason: String,
+    /// Its gossipsub score when banned, rounded down, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<i64>,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// When the ban ends, in milliseconds since the Unix epoch; absent for a
+    /// ban that lasts until the agent restarts (the engine's bans), and from
+    /// older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 /// The driver's counters.
@@ -157,6 +181,20 @@ pub struct CountersView {
     pub peers_banned: u64,
     /// Inputs the engine refused.
     pub inputs_refused: u64,
+    /// Peers banned because their gossip score fell below the graylist
+    /// threshold (included in `peers_banned`; absent from older agents).
+    #[serde(default)]
+    pub peers_scored_out: u64,
+    /// Requests from peers that did not decode (absent from older agents).
+    #[serde(default)]
+    pub requests_malformed: u64,
+    /// The latest bans, oldest first, at most
+    /// [`crate::driver::MAX_RECENT_BANS`] (absent from older agents).
+    #[serde(default)]
+    pub recent_bans: Vec<BanView>,
+    /// Timed bans that ended (absent from older agents).
+    #[serde(default)]
+    pub bans_lifted: u64,
     /// Payload bytes per peer class.
     pub traffic: Vec<TrafficView>,
 }
@@ -387,6 +425,20 @@ impl CountersView {
             disk_full: c.disk_full,
             peers_banned: c.peers_banned,
             inputs_refused: c.inputs_refused,
+            peers_scored_out: c.peers_scored_out,
+            requests_malformed: c.requests_malformed,
+            bans_lifted: c.bans_lifted,
+            recent_bans: c
+                .recent_bans
+                .iter()
+                .map(|b| BanView {
+                    id: b.node.to_peer_id_string(),
+                    reason: b.reason.clone(),
+                    score: b.score,
+                    at_ms: b.at.as_millis(),
+                    until_ms: b.until.map(|t| t.as_millis()),
+                })
+                .collect(),
             traffic: PeerClass::ALL
                 .iter()
                 .map(|&class| {
@@ -447,6 +499,7 @@ impl PeersView {
                     class: p.class.label().to_string(),
                     up: p.traffic.sent,
                     down: p.traffic.received,
+                    score: p.score,
                 })
                 .collect(),
         }

@@ -15,7 +15,7 @@
 
 use crate::install::{InstallRequest, Installer};
 use crate::metrics::{ClassTraffic, PeerClass, MAX_LAN_PEERS};
-use crate::net::{Discovery, NetEvent, Network, Traffic};
+use crate::net::{Discovery, NetEvent, Network, Traffic, MALFORMED_BAN, SCORE_BAN};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,6 +119,15 @@ pub struct Counters {
     pub chunks_rejected: u64,
     /// Inputs the engine refused (malformed or unwanted messages, local failures).
     pub inputs_refused: u64,
+    /// Peers the network banned because their gossip score fell below the
+    /// graylist threshold (also counted in `peers_banned`).
+    pub peers_scored_out: u64,
+    /// Requests from peers that did not decode (see [`MAX_MALFORMED_REQUESTS`]).
+    pub requests_malformed: u64,
+    /// The latest bans, oldest first, at most [`MAX_RECENT_BANS`].
+    pub recent_bans: std::collections::VecDeque<BanRecord>,
+    /// Timed bans that ended (the peer may connect again).
+    pub bans_lifted: u64,
     /// The last write to the data directory failed because the disk (or quota)
     /// is full; cleared by the next write that succeeds. While set, fetching
     /// pauses now and then (see [`DISK_FULL_PAUSE_MIN`]), serving goes on.
@@ -139,6 +148,36 @@ pub struct Counters {
     pub peers: Vec<PeerSample>,
 }
 
+/// Most bans [`Counters::recent_bans`] keeps: enough to see who a flood came
+/// from, small enough to copy for every status request.
+pub const MAX_RECENT_BANS: usize = 32;
+
+/// Undecodable requests a peer may send before the driver bans it. An honest
+/// node never sends one (requests are encoded by the same protocol crate);
+/// a few are allowed so one corrupted frame does not cost a peer.
+pub const MAX_MALFORMED_REQUESTS: u32 = 8;
+
+/// Most peers whose malformed requests are counted at once; past it the
+/// counts start again from zero (a flood of identities then costs each of
+/// them a few more requests before its ban, not memory).
+const MAX_STRIKE_PEERS: usize = 4096;
+
+/// One ban, as the status page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BanRecord {
+    /// The banned peer.
+    pub node: waveguard_protocol::NodeId,
+    /// Why.
+    pub reason: String,
+    /// Its gossip score when banned, rounded down, if gossipsub scored it.
+    pub score: Option<i64>,
+    /// When (protocol time, milliseconds since the Unix epoch).
+    pub at: Timestamp,
+    /// When the ban ends; `None`: when the agent restarts (the engine's
+    /// bans, which the engine keeps as long).
+    pub until: Option<Timestamp>,
+}
+
 /// Most peers [`Counters::peers`] lists: enough for a person to read, small
 /// enough that copying the counters for every status request costs nothing.
 pub const MAX_PEERS_LISTED: usize = 64;
@@ -152,6 +191,9 @@ pub struct PeerSample {
     pub class: PeerClass,
     /// Payload bytes exchanged on its current connection.
     pub traffic: Traffic,
+    /// Its gossip score, rounded down, if gossipsub scores it (negative
+    /// after it delivered messages that failed validation).
+    pub score: Option<i64>,
 }
 
 /// How often the loop copies per-peer traffic into [`Counters`]: often enough
@@ -397,6 +439,8 @@ pub struct Driver {
     fetch_paused_until: Option<std::time::Instant>,
     /// The next full-disk pause.
     disk_pause: std::time::Duration,
+    /// Undecodable requests per peer (at most [`MAX_STRIKE_PEERS`] peers).
+    malformed: HashMap<waveguard_protocol::NodeId, u32>,
 }
 
 impl Driver {
@@ -429,6 +473,7 @@ impl Driver {
             no_space_seen: 0,
             fetch_paused_until: None,
             disk_pause: DISK_FULL_PAUSE_MIN,
+            malformed: HashMap::new(),
         }
     }
 
@@ -731,7 +776,17 @@ impl Driver {
     fn net_input(&mut self, event: NetEvent) -> Option<Input> {
         match event {
             NetEvent::PeerConnected(peer) => Some(Input::PeerConnected(peer)),
-            NetEvent::PeerDisconnected(peer) => Some(Input::PeerDisconnected(peer)),
+            NetEvent::PeerDisconnected(peer) => {
+                // Undecodable requests count per connection spell: a peer that
+                // restarts starts again from zero.
+                self.malformed.remove(&peer);
+                Some(Input::PeerDisconnected(peer))
+            }
+            NetEvent::BanLifted(peer) => {
+                info!(%peer, "ban ended: the peer may connect again");
+                self.count(|c| c.bans_lifted += 1);
+                None
+            }
             NetEvent::Gossip {
                 from,
                 message_id,
@@ -746,11 +801,28 @@ impl Driver {
                 from,
                 request_id,
                 data,
-            } => Some(Input::Request {
-                from,
-                request_id,
-                data,
-            }),
+            } => {
+                if waveguard_protocol::wire::Request::decode(&data).is_err() && self.strike(from) {
+                    // Unanswered: dropping the handle fails the request, and the ban closes the connection.
+                    return None;
+                }
+                Some(Input::Request {
+                    from,
+                    request_id,
+                    data,
+                })
+            }
+            NetEvent::PeerScoredOut { peer, score } => {
+                warn!(%peer, score, "banning peer: its gossip score fell below the graylist threshold");
+                self.record_ban(
+                    peer,
+                    format!("gossip score {score} below the graylist threshold"),
+                    Some(score),
+                    Some(SCORE_BAN),
+                );
+                self.count(|c| c.peers_scored_out += 1);
+                None
+            }
             NetEvent::Response {
                 from,
                 request_id,
@@ -787,6 +859,60 @@ impl Driver {
         }
     }
 
+    /// Counts an undecodable request from `peer`; at [`MAX_MALFORMED_REQUESTS`]
+    /// bans it and returns true.
+    fn strike(&mut self, peer: waveguard_protocol::NodeId) -> bool {
+        self.count(|c| c.requests_malformed += 1);
+        if self.net.is_banned(&peer) {
+            // Already on its way out (requests read before the ban still arrive).
+            return true;
+        }
+        if self.malformed.len() >= MAX_STRIKE_PEERS && !self.malformed.contains_key(&peer) {
+            self.malformed.clear();
+        }
+        let strikes = self.malformed.entry(peer).or_insert(0);
+        *strikes += 1;
+        if *strikes < MAX_MALFORMED_REQUESTS {
+            return false;
+        }
+        self.malformed.remove(&peer);
+        let reason = format!("sent {MAX_MALFORMED_REQUESTS} requests that do not decode");
+        warn!(%peer, %reason, "banning peer");
+        let score = self.net.peer_score(&peer).map(|s| s.floor() as i64);
+        self.record_ban(peer, reason, score, Some(MALFORMED_BAN));
+        if let Err(e) = self.net.ban_for(peer, Some(MALFORMED_BAN)) {
+            debug!(%e, "ban");
+        }
+        true
+    }
+
+    /// Counts a ban of `length` (`None`: until the agent restarts) and keeps
+    /// it among the recent ones.
+    fn record_ban(
+        &self,
+        node: waveguard_protocol::NodeId,
+        reason: String,
+        score: Option<i64>,
+        length: Option<std::time::Duration>,
+    ) {
+        let at = now();
+        let until =
+            length.map(|l| at.plus_millis(u64::try_from(l.as_millis()).unwrap_or(u64::MAX)));
+        self.count(|c| {
+            c.peers_banned += 1;
+            if c.recent_bans.len() >= MAX_RECENT_BANS {
+                c.recent_bans.pop_front();
+            }
+            c.recent_bans.push_back(BanRecord {
+                node,
+                reason,
+                score,
+                at,
+                until,
+            });
+        });
+    }
+
     fn drain(&mut self) {
         self.drain_outputs();
         self.sample_traffic();
@@ -809,7 +935,8 @@ impl Driver {
         }
     }
 
-    /// Adds the bytes exchanged since the last sample to the counters.
+    /// Adds the bytes exchanged since the last sample to the counters, and has
+    /// the network ban peers whose gossip score fell below the graylist threshold.
     fn sample_traffic(&mut self) {
         let due = self
             .traffic_sampled
@@ -819,6 +946,12 @@ impl Driver {
         }
         let elapsed = self.traffic_sampled.map(|t| t.elapsed());
         self.traffic_sampled = Some(std::time::Instant::now());
+        // Here rather than on a timer of its own: this runs about once a second
+        // also while network events keep the loop busy. Bans and their ends
+        // show up as events.
+        self.net.ban_scored_out();
+        self.net.expire_bans();
+        self.net.redial_bootstrap();
         let mut added = ClassTraffic::default();
         let mut wan_sent = 0u64;
         let mut seen = HashMap::new();
@@ -840,6 +973,7 @@ impl Driver {
                 node: peer,
                 class,
                 traffic: now,
+                score: self.net.peer_score(&peer).map(|s| s.floor() as i64),
             });
             // A peer that reconnected starts again from zero.
             let before = self
@@ -1126,7 +1260,9 @@ impl Driver {
             }
             Output::Ban { peer, reason } => {
                 warn!(%peer, %reason, "banning peer");
-                self.count(|c| c.peers_banned += 1);
+                let score = self.net.peer_score(&peer).map(|s| s.floor() as i64);
+                // As long as the engine's own ban: until the agent restarts.
+                self.record_ban(peer, reason, score, None);
                 if let Err(e) = self.net.ban(peer) {
                     debug!(%e, "ban");
                 }

@@ -171,6 +171,24 @@ pub fn render(status: Option<&NodeStatus>, counters: &Counters) -> String {
         "Messages or local results the engine refused.",
         counters.inputs_refused,
     );
+    counter(
+        &mut registry,
+        "peers_scored_out",
+        "Peers banned because their gossip score fell below the graylist threshold.",
+        counters.peers_scored_out,
+    );
+    counter(
+        &mut registry,
+        "requests_malformed",
+        "Requests from peers that did not decode.",
+        counters.requests_malformed,
+    );
+    counter(
+        &mut registry,
+        "bans_lifted",
+        "Timed bans that ended (the peer may connect again).",
+        counters.bans_lifted,
+    );
 
     let bytes = Family::<TrafficLabels, Counter>::default();
     for class in PeerClass::ALL {

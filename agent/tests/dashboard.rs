@@ -123,11 +123,13 @@ fn status_splits_connected_peers_by_class_and_carries_rates() {
             sent: 7,
             received: 8,
         },
+        score: Some(-3),
     }];
     let view = StatusView::of(&NodeId([3; 32]), None, &counters, &[]);
     assert_eq!((view.connected.lan, view.connected.wan), (1, 2));
     let peer = &view.connected.list[0];
     assert_eq!(peer.id, NodeId([9; 32]).to_peer_id_string());
+    assert_eq!(peer.score, Some(-3));
     assert_eq!((peer.class.as_str(), peer.up, peer.down), ("lan", 7, 8));
     let wan = view
         .counters
@@ -154,6 +156,51 @@ fn status_splits_connected_peers_by_class_and_carries_rates() {
     let read: StatusView = serde_json::from_value(old).unwrap();
     assert_eq!(read.connected, api::PeersView::default());
     assert_eq!(read.counters.traffic[1].down_rate, 0);
+}
+
+#[test]
+fn status_shows_when_each_ban_ends() {
+    use waveguard_agent::driver::BanRecord;
+    use waveguard_protocol::Timestamp;
+    let mut counters = Counters {
+        bans_lifted: 2,
+        ..Counters::default()
+    };
+    counters.recent_bans.push_back(BanRecord {
+        node: NodeId([7; 32]),
+        reason: "gossip score -100 below the graylist threshold".into(),
+        score: Some(-100),
+        at: Timestamp(1_000),
+        until: Some(Timestamp(601_000)),
+    });
+    counters.recent_bans.push_back(BanRecord {
+        node: NodeId([8; 32]),
+        reason: "sent a corrupt chunk".into(),
+        score: None,
+        at: Timestamp(2_000),
+        until: None,
+    });
+    let view = StatusView::of(&NodeId([3; 32]), None, &counters, &[]);
+    let bans = &view.counters.recent_bans;
+    assert_eq!((bans[0].at_ms, bans[0].until_ms), (1_000, Some(601_000)));
+    assert_eq!(bans[1].until_ms, None, "an engine ban lasts until restart");
+    assert_eq!(view.counters.bans_lifted, 2);
+    let json = serde_json::to_value(&view).unwrap();
+    assert_eq!(json["counters"]["recent_bans"][0]["until_ms"], 601_000);
+    assert!(json["counters"]["recent_bans"][1].get("until_ms").is_none());
+    // An older agent's ban (no end) still reads.
+    let mut old = json;
+    old["counters"]["recent_bans"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("until_ms");
+    old["counters"]
+        .as_object_mut()
+        .unwrap()
+        .remove("bans_lifted");
+    let read: StatusView = serde_json::from_value(old).unwrap();
+    assert_eq!(read.counters.recent_bans[0].until_ms, None);
+    assert_eq!(read.counters.bans_lifted, 0);
 }
 
 // ------------------------------------------------------------- the browser

@@ -14,7 +14,10 @@
 
 mod daemons;
 
-use daemons::{arg, check_chunk_files, installed, run_seeder, state_of, Daemon, Node, Rng, Vendor};
+use daemons::{
+    arg, check_chunk_files, installed, run_seeder, state_of, Daemon, LogsOnFailure, Node, Rng,
+    Vendor,
+};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -147,6 +150,8 @@ fn a_full_disk_pauses_fetching_keeps_serving_and_recovers_when_space_returns() {
             return;
         }
     };
+    // A failure prints every daemon's log (and keeps them): the tmpfs and the temp dir go.
+    let _logs = LogsOnFailure::new("full-disk", &[tmp.path()]);
     let mut rng = Rng::from_env("WG_FULL_DISK_SEED");
     let vendor = Vendor::new(&tmp.path().join("vendor"));
     let v1 = vendor.publish(PRODUCT, "1.0.0", &rng.bytes(ARTIFACT_LEN));

@@ -30,13 +30,27 @@ type Command = Box<dyn FnOnce(&mut Network) + Send>;
 /// Builds a test node: loopback only, mDNS off.
 struct PeerBuilder {
     config: NetConfig,
+    key: Option<Keypair>,
 }
 
 impl PeerBuilder {
     fn new() -> Self {
         Self {
             config: NetConfig::loopback(),
+            key: None,
         }
+    }
+
+    /// Use this key (a node restarting with its key) instead of a new one.
+    fn key(mut self, key: &Keypair) -> Self {
+        self.key = Some(key.clone());
+        self
+    }
+
+    /// Listen on TCP at this address only (a node restarting on its port).
+    fn listen_tcp(mut self, addr: Multiaddr) -> Self {
+        self.config.listen = vec![addr];
+        self
     }
 
     /// Never dial discovered peers, so topologies stay as the test wires them.
@@ -55,7 +69,8 @@ impl PeerBuilder {
     }
 
     async fn start(self) -> Peer {
-        let key = Keypair::generate_ed25519();
+        let tcp_only = self.config.listen.len() == 1;
+        let key = self.key.unwrap_or_else(Keypair::generate_ed25519);
         let mut net = Network::new(key, self.config).expect("network builds");
         let node = net.local_node_id();
         let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<Command>();
@@ -80,7 +95,7 @@ impl PeerBuilder {
             backlog: Vec::new(),
             task,
         };
-        while peer.tcp.is_none() || peer.quic.is_none() {
+        while peer.tcp.is_none() || (peer.quic.is_none() && !tcp_only) {
             let addr = peer
                 .expect("a listen address", |e| match e {
                     NetEvent::Listening(a) => Some(a.clone()),
@@ -116,6 +131,13 @@ impl Drop for Peer {
 }
 
 impl Peer {
+    /// Stops the node the way a killed process stops: its task, its
+    /// network and every connection and listener go, now.
+    async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     fn tcp(&self) -> Multiaddr {
         self.tcp.clone().expect("started peers listen on TCP")
     }
@@ -664,6 +686,243 @@ async fn kademlia_introduces_peers_who_then_connect() {
             *e == NetEvent::PeerConnected(cn)
         })
         .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_peer_scored_below_the_graylist_is_banned_and_disconnected() {
+    bounded(async {
+        let mut a = PeerBuilder::new().no_autodial().start().await;
+        let mut b = PeerBuilder::new().no_autodial().start().await;
+        link(&mut a, &mut b).await;
+        a.call(|net| net.publish(TOPIC_HEALTH, b"junk".to_vec()))
+            .await
+            .unwrap();
+        let (_, handle, _) = b.gossip().await;
+        b.call(move |net| net.report_verdict(handle, Verdict::Reject))
+            .await
+            .unwrap();
+        let (an, bn) = (a.node, b.node);
+        let score = b
+            .expect("the ban", |e| match e {
+                NetEvent::PeerScoredOut { peer, score } if *peer == an => Some(*score),
+                _ => None,
+            })
+            .await;
+        assert!(score < -80, "score {score}");
+        assert!(b.call(move |net| net.is_banned(&an)).await);
+        b.expect("the disconnection", |e| {
+            (*e == NetEvent::PeerDisconnected(an)).then_some(())
+        })
+        .await;
+        a.expect("the disconnection", |e| {
+            (*e == NetEvent::PeerDisconnected(bn)).then_some(())
+        })
+        .await;
+        let tcp = b.tcp();
+        a.call(move |net| net.dial(tcp)).await.unwrap();
+        b.expect_none("the banned peer back", |e| {
+            *e == NetEvent::PeerConnected(an)
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ignored_and_accepted_gossip_bans_nobody() {
+    bounded(async {
+        let mut a = PeerBuilder::new().no_autodial().start().await;
+        let mut b = PeerBuilder::new().no_autodial().start().await;
+        link(&mut a, &mut b).await;
+        for (i, verdict) in [Verdict::Accept, Verdict::Ignore].into_iter().enumerate() {
+            a.call(move |net| net.publish(TOPIC_HEALTH, vec![i as u8; 8]))
+                .await
+                .unwrap();
+            let (_, handle, _) = b.gossip().await;
+            b.call(move |net| net.report_verdict(handle, verdict))
+                .await
+                .unwrap();
+        }
+        b.call(|net| net.ban_scored_out()).await;
+        let an = a.node;
+        b.expect_none("a ban", |e| matches!(e, NetEvent::PeerScoredOut { .. }))
+            .await;
+        assert!(!b.call(move |net| net.is_banned(&an)).await);
+        assert_eq!(b.call(|net| net.connected_peers()).await, vec![an]);
+    })
+    .await;
+}
+
+/// Unsigned gossip fails gossipsub's own validation and never reaches the
+/// engine; the periodic sweep bans its sender all the same.
+#[tokio::test]
+async fn a_peer_sending_unsigned_gossip_is_banned_by_the_sweep() {
+    use libp2p::gossipsub;
+    bounded(async {
+        let mut b = PeerBuilder::new().no_autodial().start().await;
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::None)
+            .build()
+            .unwrap();
+        let mut rogue = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| {
+                let behaviour: gossipsub::Behaviour =
+                    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                        .unwrap();
+                behaviour
+            })
+            .unwrap()
+            .build();
+        let topic = gossipsub::IdentTopic::new(TOPIC_HEALTH);
+        rogue.behaviour_mut().subscribe(&topic).unwrap();
+        let rogue_node = NodeId::from_peer_id_bytes(&rogue.local_peer_id().to_bytes()).unwrap();
+        rogue.dial(b.tcp()).unwrap();
+        let b_peer = peer_id(b.node);
+        let mut n = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut swept = tokio::time::interval(Duration::from_millis(200));
+        let score = loop {
+            tokio::select! {
+                ev = rogue.select_next_some() => {
+                    if let SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } = ev {
+                        assert_eq!(peer_id, b_peer);
+                    }
+                }
+                _ = tick.tick() => {
+                    if rogue.is_connected(&b_peer) {
+                        n += 1;
+                        let _ = rogue.behaviour_mut().publish(topic.clone(), n.to_be_bytes().to_vec());
+                    }
+                }
+                _ = swept.tick() => {
+                    b.call(|net| net.ban_scored_out()).await;
+                    while let Ok(e) = b.events.try_recv() {
+                        b.backlog.push(e);
+                    }
+                    let found = b.backlog.iter().find_map(|e| match e {
+                        NetEvent::PeerScoredOut { peer, score } if *peer == rogue_node => Some(*score),
+                        _ => None,
+                    });
+                    if let Some(s) = found {
+                        break s;
+                    }
+                }
+            }
+        };
+        assert!(score < -80, "score {score}");
+        // Nothing the rogue sent reached the engine.
+        assert!(!b.backlog.iter().any(|e| matches!(e, NetEvent::Gossip { .. })));
+        assert!(b.call(move |net| net.is_banned(&rogue_node)).await);
+    })
+    .await;
+}
+
+/// A bootstrap peer that goes away and comes back (a seeder killed and
+/// restarted with its key and port) is dialed again, also after a redial
+/// that found it still down. Kademlia alone dials it only during a lookup.
+#[tokio::test]
+async fn a_bootstrap_peer_that_restarts_is_dialed_again() {
+    bounded(async {
+        let key = Keypair::generate_ed25519();
+        let seeder = PeerBuilder::new()
+            .key(&key)
+            .listen_tcp("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .start()
+            .await;
+        let (sn, addr) = (seeder.node, seeder.tcp());
+        let mut a = PeerBuilder::new()
+            .no_autodial()
+            .bootstrap(&seeder)
+            .start()
+            .await;
+        a.connected_to(sn).await;
+        seeder.stop().await;
+        a.expect("the seeder gone", |e| {
+            (*e == NetEvent::PeerDisconnected(sn)).then_some(())
+        })
+        .await;
+        // Dials while it is down (Kademlia's lookup, our redials) fail; that
+        // must not make `a` give it up. Without the redials it does: nothing
+        // dials the seeder again until Kademlia's periodic bootstrap.
+        let down_until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while tokio::time::Instant::now() < down_until {
+            a.call(|net| net.redial_bootstrap()).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        a.expect("a failed redial", |e| match e {
+            NetEvent::DialFailed { peer, .. } if *peer == Some(sn) => Some(()),
+            _ => None,
+        })
+        .await;
+        let _seeder = PeerBuilder::new().key(&key).listen_tcp(addr).start().await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            a.call(|net| net.redial_bootstrap()).await;
+            while let Ok(e) = a.events.try_recv() {
+                a.backlog.push(e);
+            }
+            if a.backlog.contains(&NetEvent::PeerConnected(sn)) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the restarted seeder was not dialed again; seen: {}",
+                a.summary()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+/// A timed ban ends: the peer is refused until then and let in afterwards.
+#[tokio::test]
+async fn a_timed_ban_ends_and_the_peer_may_connect_again() {
+    bounded(async {
+        let mut a = PeerBuilder::new().no_autodial().start().await;
+        let mut b = PeerBuilder::new().no_autodial().start().await;
+        link(&mut a, &mut b).await;
+        let bn = b.node;
+        let length = Duration::from_secs(3);
+        a.call(move |net| net.ban_for(bn, Some(length)))
+            .await
+            .unwrap();
+        a.expect("the disconnection", |e| {
+            (*e == NetEvent::PeerDisconnected(bn)).then_some(())
+        })
+        .await;
+        let ends = a.call(move |net| net.ban_ends(&bn)).await;
+        assert!(matches!(ends, Some(Some(_))), "{ends:?}");
+        let tcp = a.tcp();
+        b.call(move |net| net.dial(tcp)).await.unwrap();
+        a.expect_none("the banned peer", |e| *e == NetEvent::PeerConnected(bn))
+            .await;
+        a.call(|net| net.expire_bans()).await;
+        a.expect_none("an early end", |e| *e == NetEvent::BanLifted(bn))
+            .await;
+        tokio::time::sleep(length).await;
+        assert!(!a.call(move |net| net.is_banned(&bn)).await);
+        a.call(|net| net.expire_bans()).await;
+        a.expect("the end of the ban", |e| {
+            (*e == NetEvent::BanLifted(bn)).then_some(())
+        })
+        .await;
+        assert_eq!(a.call(move |net| net.ban_ends(&bn)).await, None);
+        let tcp = a.tcp();
+        b.call(move |net| net.dial(tcp)).await.unwrap();
+        a.connected_to(bn).await;
+        // A ban until lifted does not end.
+        a.call(move |net| net.ban(bn)).await.unwrap();
+        assert_eq!(a.call(move |net| net.ban_ends(&bn)).await, Some(None));
     })
     .await;
 }

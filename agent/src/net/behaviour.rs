@@ -39,6 +39,15 @@ const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
 /// How long a rejection weighs on a peer's score before decaying to zero.
 const INVALID_MESSAGE_MEMORY: Duration = Duration::from_secs(60 * 60);
 
+/// How long gossipsub keeps the score of a disconnected peer (its default
+/// is an hour, and a kept score does not decay). Shorter than
+/// [`super::bans::SCORE_BAN`]: a peer banned for its score is disconnected
+/// at once, so its score is forgotten before its ban ends, and it comes back
+/// with a clean one instead of being banned again at once for its past. Only
+/// a rejected message makes a score negative (P3, P3b, P6 and P7 weigh 0),
+/// and one of those bans the peer, so nothing else is lost.
+pub(crate) const SCORE_RETENTION: Duration = Duration::from_secs(5 * 60);
+
 /// The protocols of one node.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -114,6 +123,13 @@ fn gossip(key: &identity::Keypair, config: &NetConfig) -> Result<gossipsub::Beha
         .validate_messages()
         .max_transmit_size(config.max_gossip_bytes + GOSSIP_RPC_OVERHEAD_BYTES)
         .message_id_fn(message_id)
+        // A node that restarted with its key (a seeder after a crash, say) is
+        // sent its own messages of before the restart by peers that still
+        // hold them. Gossipsub would count each as an invalid message against
+        // the peer that relayed it, which here means a ban of an honest peer;
+        // let them through to the engine instead, which judges them like any
+        // other (stale metadata and known reports are ignored).
+        .allow_self_origin(true)
         .build()
         .map_err(|e| NetError::Gossip(e.to_string()))?;
     let mut gs = gossipsub::Behaviour::new(
@@ -121,13 +137,20 @@ fn gossip(key: &identity::Keypair, config: &NetConfig) -> Result<gossipsub::Beha
         gs_config,
     )
     .map_err(|e| NetError::Gossip(e.to_string()))?;
-    gs.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())
+    gs.with_peer_score(score_params(), score_thresholds())
         .map_err(NetError::Gossip)?;
     for topic in TOPICS {
         gs.subscribe(&gossipsub::IdentTopic::new(topic))
             .map_err(|e| NetError::Gossip(format!("cannot subscribe to {topic}: {e}")))?;
     }
     Ok(gs)
+}
+
+/// Gossipsub's score thresholds, unchanged from its defaults: below the
+/// graylist threshold (-80) it ignores everything a peer sends, and the
+/// network layer then bans the peer (see [`super::Network::ban_scored_out`]).
+pub(crate) fn score_thresholds() -> gossipsub::PeerScoreThresholds {
+    gossipsub::PeerScoreThresholds::default()
 }
 
 /// Peer scoring tuned for waveguard's quiet topics.
@@ -151,6 +174,7 @@ fn score_params() -> gossipsub::PeerScoreParams {
     let mut params = gossipsub::PeerScoreParams {
         // Fleets sit behind shared NAT addresses; many honest nodes per IP is normal.
         ip_colocation_factor_weight: 0.0,
+        retain_score: SCORE_RETENTION,
         // No behaviour penalty (P7, squared broken IWANT promises): the network layer bans a
         // peer below the graylist threshold, and a slow or crashed honest peer (a loaded
         // machine, a killed seeder restarting with its key) breaks a few promises; at the
@@ -218,6 +242,12 @@ mod tests {
             best + penalty < gossipsub::PeerScoreThresholds::default().graylist_threshold,
             "a peer with score {best} survives one invalid message"
         );
+    }
+
+    #[test]
+    fn a_banned_peers_score_is_forgotten_before_its_ban_ends() {
+        assert_eq!(score_params().retain_score, SCORE_RETENTION);
+        assert!(SCORE_RETENTION < super::super::bans::SCORE_BAN);
     }
 
     #[test]

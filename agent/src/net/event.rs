@@ -70,6 +70,19 @@ pub enum NetEvent {
         /// How it was found.
         via: Discovery,
     },
+    /// The network banned a peer on its own: its gossip score fell below
+    /// gossipsub's graylist threshold (it delivered messages that failed
+    /// validation). It is disconnected and refused for
+    /// [`super::bans::SCORE_BAN`].
+    PeerScoredOut {
+        /// The peer.
+        peer: NodeId,
+        /// Its gossip score then, rounded down.
+        score: i64,
+    },
+    /// A timed ban ended (see [`super::Network::expire_bans`]): the peer may
+    /// connect again.
+    BanLifted(NodeId),
     /// A dial failed.
     DialFailed {
         /// The peer, if known.

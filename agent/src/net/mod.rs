@@ -9,6 +9,7 @@
 //! protocol crate decodes and judges them; this layer only enforces the frame
 //! limits and the bounds of [`bounds`].
 
+pub mod bans;
 mod behaviour;
 pub mod bounds;
 pub mod codec;
@@ -19,6 +20,7 @@ mod handles;
 mod swarm;
 pub mod throttle;
 
+pub use bans::{MALFORMED_BAN, SCORE_BAN};
 pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, TOPICS};
 pub use codec::{FrameCodec, REQUEST_PROTOCOL};
 pub use config::NetConfig;
@@ -28,6 +30,6 @@ pub use error::{
 pub use event::{Discovery, NetEvent, Traffic};
 pub use libp2p::identity::Keypair;
 pub use libp2p::Multiaddr;
-pub use swarm::{Network, Published};
+pub use swarm::{Network, Published, BOOTSTRAP_REDIAL_MAX, BOOTSTRAP_REDIAL_MIN};
 pub use throttle::{RateLimit, Throttle};
 pub use waveguard_protocol::node::Verdict;

@@ -4,9 +4,17 @@
 //! It builds the transports (TCP with noise and yamux, and QUIC), turns
 //! swarm events into [`NetEvent`]s, keeps the bounded maps from handles to
 //! pending gossip verdicts and inbound response channels, dials discovered
-//! peers, and enforces bans through the block list.
+//! peers, redials lost bootstrap peers, and enforces bans through the block
+//! list. It also bans, on its own and for [`SCORE_BAN`], a peer whose gossip
+//! score falls below gossipsub's graylist threshold: gossipsub ignores such
+//! a peer anyway, and only a peer that delivered messages that failed
+//! validation gets there (see [`Network::ban_scored_out`]). Timed bans end
+//! on their own ([`Network::expire_bans`]).
 
-use super::behaviour::{topic_name, Behaviour, BehaviourEvent, KAD_PROTOCOL, TOPICS};
+use super::bans::{BanList, SCORE_BAN};
+use super::behaviour::{
+    score_thresholds, topic_name, Behaviour, BehaviourEvent, KAD_PROTOCOL, TOPICS,
+};
 use super::bounds::{
     MAX_IDENTIFY_ADDRS, MAX_PENDING_REQUESTS, MAX_PENDING_RESPONSES, MAX_PENDING_VERDICTS,
 };
@@ -22,7 +30,8 @@ use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, Respon
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 use waveguard_protocol::limits::{MAX_BANS, MAX_FRAME_BYTES, MAX_REQUEST_BYTES};
 use waveguard_protocol::node::Verdict;
 use waveguard_protocol::NodeId;
@@ -36,6 +45,24 @@ pub enum Published {
     NoPeers,
     /// The same bytes were published or relayed recently; not sent again.
     Duplicate,
+}
+
+/// First wait before redialing a bootstrap peer found disconnected.
+pub const BOOTSTRAP_REDIAL_MIN: Duration = Duration::from_secs(1);
+
+/// Longest wait between two redials of a bootstrap peer that stays
+/// unreachable: a minute costs a gone peer one failed dial a minute.
+pub const BOOTSTRAP_REDIAL_MAX: Duration = Duration::from_secs(60);
+
+/// A configured bootstrap address and when to dial it again.
+struct Bootstrap {
+    addr: Multiaddr,
+    /// The peer the address names (`/p2p/` suffix), if it does.
+    peer: Option<PeerId>,
+    /// The wait before the next redial (doubling up to [`BOOTSTRAP_REDIAL_MAX`]).
+    backoff: Duration,
+    /// The next redial, while the peer is disconnected.
+    next: Option<Instant>,
 }
 
 /// A gossip message awaiting its verdict.
@@ -77,9 +104,10 @@ pub struct Network {
     requests: HashMap<OutboundRequestId, PendingRequest>,
     /// Connected peers and their payload traffic (bounded by the connection limits).
     traffic: HashMap<PeerId, Traffic>,
-    /// Banned peers, oldest first, at most `MAX_BANS`.
-    bans: VecDeque<PeerId>,
-    banned: HashSet<PeerId>,
+    /// Banned peers and when their bans end, oldest first, at most `MAX_BANS`.
+    bans: BanList<PeerId>,
+    /// The configured bootstrap addresses, redialed while their peer is gone.
+    bootstrap: Vec<Bootstrap>,
 }
 
 impl Network {
@@ -113,8 +141,8 @@ impl Network {
             responses: HandleMap::new(MAX_PENDING_RESPONSES),
             requests: HashMap::new(),
             traffic: HashMap::new(),
-            bans: VecDeque::new(),
-            banned: HashSet::new(),
+            bans: BanList::new(MAX_BANS),
+            bootstrap: Vec::new(),
         };
         for addr in &config.listen {
             net.swarm
@@ -134,7 +162,17 @@ impl Network {
     fn bootstrap(&mut self, addrs: &[Multiaddr]) {
         let mut seeded = false;
         for addr in addrs {
-            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            let peer = match addr.iter().last() {
+                Some(Protocol::P2p(peer)) => Some(peer),
+                _ => None,
+            };
+            self.bootstrap.push(Bootstrap {
+                addr: addr.clone(),
+                peer,
+                backoff: BOOTSTRAP_REDIAL_MIN,
+                next: None,
+            });
+            if let Some(peer) = peer {
                 let mut bare = addr.clone();
                 bare.pop();
                 self.swarm.behaviour_mut().kad.add_address(&peer, bare);
@@ -185,7 +223,21 @@ impl Network {
 
     /// Whether a peer is banned.
     pub fn is_banned(&self, node: &NodeId) -> bool {
-        peer_id_of(node).is_some_and(|p| self.banned.contains(&p))
+        peer_id_of(node).is_some_and(|p| self.banned(&p))
+    }
+
+    /// When a peer's ban ends: `None` if it is not banned, `Some(None)` if
+    /// the ban lasts until lifted.
+    pub fn ban_ends(&self, node: &NodeId) -> Option<Option<Instant>> {
+        let peer = peer_id_of(node)?;
+        if !self.banned(&peer) {
+            return None;
+        }
+        self.bans.ends(&peer)
+    }
+
+    fn banned(&self, peer: &PeerId) -> bool {
+        self.bans.contains(peer, Instant::now())
     }
 
     /// Starts dialing an address (progress shows as [`NetEvent::PeerConnected`]
@@ -250,7 +302,50 @@ impl Network {
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&pending.id, &pending.source, acceptance);
+        if matches!(verdict, Verdict::Reject) {
+            self.ban_if_scored_out(pending.source);
+        }
         Ok(())
+    }
+
+    /// Bans every connected peer whose gossip score is below gossipsub's
+    /// graylist threshold, each reported as [`NetEvent::PeerScoredOut`].
+    ///
+    /// A rejected verdict checks its relayer at once; this sweep catches the
+    /// penalties gossipsub gives by itself (unsigned or badly signed
+    /// messages, which never reach the engine). Call it now and then (the
+    /// driver does, once a second). Gossipsub drops everything a graylisted
+    /// peer sends but keeps its connection, and its requests would still be
+    /// served; the ban closes the connection and refuses new ones.
+    pub fn ban_scored_out(&mut self) {
+        let peers: Vec<PeerId> = self.traffic.keys().copied().collect();
+        for peer in peers {
+            self.ban_if_scored_out(peer);
+        }
+    }
+
+    /// Bans `peer` if its gossip score is below the graylist threshold.
+    fn ban_if_scored_out(&mut self, peer: PeerId) {
+        if self.banned(&peer) {
+            return;
+        }
+        let Some(score) = self.swarm.behaviour().gossipsub.peer_score(&peer) else {
+            return;
+        };
+        if score >= score_thresholds().graylist_threshold {
+            return;
+        }
+        let Some(node) = node_id_of_peer(&peer) else {
+            return;
+        };
+        if self.ban_for(node, Some(SCORE_BAN)).is_ok() {
+            tracing::debug!(%peer, score, "gossip score below the graylist threshold: banned");
+            self.ready.push_back(NetEvent::PeerScoredOut {
+                peer: node,
+                // Saturating float-to-integer cast; scores here are at most a few thousand.
+                score: score.floor() as i64,
+            });
+        }
     }
 
     /// Sends a request frame to a peer (dialing it if needed). The outcome
@@ -288,7 +383,7 @@ impl Network {
             return Err(RequestFailure::TooManyInFlight(self.requests.len()));
         }
         let peer = peer_id_of(to).ok_or(RequestFailure::NotAPeer)?;
-        if self.banned.contains(&peer) {
+        if self.banned(&peer) {
             return Err(RequestFailure::Banned);
         }
         Ok(peer)
@@ -317,24 +412,92 @@ impl Network {
         Ok(())
     }
 
-    /// Disconnects a peer and refuses its connections from now on. At most
-    /// `MAX_BANS` bans are kept; the oldest is lifted to make room.
+    /// Disconnects a peer and refuses its connections until the ban is
+    /// lifted (the engine's bans, which it keeps as long). See [`Network::ban_for`].
     pub fn ban(&mut self, node: NodeId) -> Result<(), BanError> {
+        self.ban_for(node, None)
+    }
+
+    /// Disconnects a peer and refuses its connections for `length` (`None`:
+    /// until lifted); [`Network::expire_bans`] lifts the ban when it ends. A
+    /// peer already banned keeps the longer ban. At most `MAX_BANS` bans are
+    /// kept; the oldest is lifted to make room.
+    pub fn ban_for(&mut self, node: NodeId, length: Option<Duration>) -> Result<(), BanError> {
         let peer = peer_id_of(&node).ok_or(BanError::NotAPeer(node))?;
-        if !self.banned.insert(peer) {
-            return Ok(());
+        // An ended ban not swept out yet is over: this one starts afresh.
+        self.expire_bans();
+        let inserted = self.bans.insert(peer, Instant::now(), length);
+        if let Some(old) = inserted.evicted {
+            self.swarm.behaviour_mut().blocked.unblock_peer(old);
         }
-        self.bans.push_back(peer);
-        if self.bans.len() > MAX_BANS {
-            if let Some(old) = self.bans.pop_front() {
-                self.banned.remove(&old);
-                self.swarm.behaviour_mut().blocked.unblock_peer(old);
+        if inserted.new {
+            let behaviour = self.swarm.behaviour_mut();
+            behaviour.blocked.block_peer(peer);
+            behaviour.kad.remove_peer(&peer);
+        }
+        Ok(())
+    }
+
+    /// Lifts every timed ban that has ended, each reported as
+    /// [`NetEvent::BanLifted`]: the peer may connect again and is dialed
+    /// again when discovered. Call it now and then (the driver does, once a
+    /// second).
+    pub fn expire_bans(&mut self) {
+        for peer in self.bans.expire(Instant::now()) {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            if let Some(node) = node_id_of_peer(&peer) {
+                tracing::debug!(%peer, "ban ended");
+                self.ready.push_back(NetEvent::BanLifted(node));
             }
         }
-        let behaviour = self.swarm.behaviour_mut();
-        behaviour.blocked.block_peer(peer);
-        behaviour.kad.remove_peer(&peer);
-        Ok(())
+    }
+
+    /// Redials the configured bootstrap peers that are not connected (and
+    /// not banned), each after a wait that starts at
+    /// [`BOOTSTRAP_REDIAL_MIN`] and doubles up to [`BOOTSTRAP_REDIAL_MAX`]
+    /// while it stays away; an address without a `/p2p/` suffix is redialed
+    /// while no peer at all is connected. Kademlia alone does not: it dials a
+    /// known peer only during a lookup, and a lookup that tries a restarting
+    /// peer in the seconds it is down leaves it unreachable until the next
+    /// periodic bootstrap, five minutes later. Call it now and then (the
+    /// driver does, once a second).
+    pub fn redial_bootstrap(&mut self) {
+        let now = Instant::now();
+        let any_connected = !self.traffic.is_empty();
+        let mut dials = Vec::new();
+        for b in &mut self.bootstrap {
+            let (here, banned) = match b.peer {
+                Some(p) => (self.traffic.contains_key(&p), self.bans.contains(&p, now)),
+                None => (any_connected, false),
+            };
+            if here || banned {
+                b.backoff = BOOTSTRAP_REDIAL_MIN;
+                b.next = None;
+                continue;
+            }
+            match b.next {
+                None => b.next = Some(now + b.backoff),
+                Some(at) if at <= now => {
+                    dials.push((b.peer, b.addr.clone()));
+                    b.backoff = (b.backoff * 2).min(BOOTSTRAP_REDIAL_MAX);
+                    b.next = Some(now + b.backoff);
+                }
+                Some(_) => {}
+            }
+        }
+        for (peer, addr) in dials {
+            tracing::debug!(%addr, "redialing a bootstrap peer");
+            let opts = match peer {
+                Some(peer) => DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .addresses(vec![addr])
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(addr).build(),
+            };
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%e, "bootstrap redial");
+            }
+        }
     }
 
     /// The next event. Cancel-safe: an event is only taken from the swarm
@@ -555,7 +718,7 @@ impl Network {
                     return;
                 };
                 let reason = match error {
-                    OutboundFailure::DialFailure if self.banned.contains(&pending.peer) => {
+                    OutboundFailure::DialFailure if self.banned(&pending.peer) => {
                         RequestFailure::Banned
                     }
                     OutboundFailure::DialFailure => RequestFailure::Unreachable,
@@ -626,7 +789,7 @@ impl Network {
     /// already have the peers we want.
     fn discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, via: Discovery) {
         if peer == *self.swarm.local_peer_id()
-            || self.banned.contains(&peer)
+            || self.banned(&peer)
             || self.traffic.contains_key(&peer)
             || self.traffic.len() >= self.target_peers
         {

@@ -67,6 +67,11 @@ impl Rng {
         Rng(seed | 1)
     }
 
+    /// Seeded from `seed`.
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     /// Next value.
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
@@ -290,14 +295,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `waveguard ARGS` with `RUST_LOG=rust_log`, logging to `log`.
+    /// Starts `waveguard ARGS` with `RUST_LOG=rust_log` (or `$WG_DAEMON_LOG`
+    /// if set, to see more of a failing run), logging to `log`.
     pub fn start(args: &[&str], log: &Path, rust_log: &str) -> Daemon {
+        let rust_log = std::env::var("WG_DAEMON_LOG").unwrap_or_else(|_| rust_log.to_string());
         use std::os::unix::process::CommandExt;
         let out = fs::File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(bin())
             .args(args)
-            .env("RUST_LOG", rust_log)
+            .env("RUST_LOG", &rust_log)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out)
@@ -384,6 +391,90 @@ pub fn run_seeder(
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Shows the daemons' logs if the test fails: when dropped during a panic
+/// it prints the last [`LogsOnFailure::TAIL`] lines of every log file
+/// under its directories (on stderr, which the test harness shows for a
+/// failed test) and copies the whole files to a directory that outlives the
+/// test's temporary one (under `$WG_KEEP_LOGS`, else the system temp
+/// directory), naming it. With `WG_KEEP_LOGS` set it keeps them after a
+/// pass too. Declare it after the `TempDir` so it is dropped first.
+pub struct LogsOnFailure {
+    name: String,
+    dirs: Vec<PathBuf>,
+}
+
+impl LogsOnFailure {
+    /// Lines of each log printed on failure.
+    pub const TAIL: usize = 150;
+
+    /// Watches the `*.log` files under `dirs` (searched recursively when the test fails).
+    pub fn new(name: &str, dirs: &[&Path]) -> LogsOnFailure {
+        LogsOnFailure {
+            name: name.to_string(),
+            dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
+        }
+    }
+
+    fn logs(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                Self::logs(&p, out);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                out.push(p);
+            }
+        }
+    }
+}
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        let asked = std::env::var_os("WG_KEEP_LOGS");
+        if !failed && asked.is_none() {
+            return;
+        }
+        let keep = asked
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("wg-{}-{}", self.name, std::process::id()));
+        let _ = fs::create_dir_all(&keep);
+        let mut logs = Vec::new();
+        for d in &self.dirs {
+            Self::logs(d, &mut logs);
+        }
+        logs.sort();
+        for log in logs {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            if failed {
+                let lines: Vec<&str> = text.lines().collect();
+                let from = lines.len().saturating_sub(Self::TAIL);
+                eprintln!(
+                    "===== {} (last {} of {} lines)",
+                    log.display(),
+                    lines.len() - from,
+                    lines.len()
+                );
+                for l in &lines[from..] {
+                    eprintln!("{l}");
+                }
+            }
+            let flat = log
+                .components()
+                .rev()
+                .take(2)
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>();
+            let flat: Vec<String> = flat.into_iter().rev().collect();
+            let _ = fs::write(keep.join(flat.join("-")), &text);
+        }
+        eprintln!("===== full logs kept in {}", keep.display());
     }
 }
 
