@@ -30,13 +30,27 @@ type Command = Box<dyn FnOnce(&mut Network) + Send>;
 /// Builds a test node: loopback only, mDNS off.
 struct PeerBuilder {
     config: NetConfig,
+    key: Option<Keypair>,
 }
 
 impl PeerBuilder {
     fn new() -> Self {
         Self {
             config: NetConfig::loopback(),
+            key: None,
         }
+    }
+
+    /// Use this node key (a node restarted with its key).
+    fn key(mut self, key: &Keypair) -> Self {
+        self.key = Some(key.clone());
+        self
+    }
+
+    /// Listen on this TCP port instead of one the system picks.
+    fn tcp_port(mut self, port: u16) -> Self {
+        self.config.listen[0] = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        self
     }
 
     /// Never dial discovered peers, so topologies stay as the test wires them.
@@ -55,7 +69,7 @@ impl PeerBuilder {
     }
 
     async fn start(self) -> Peer {
-        let key = Keypair::generate_ed25519();
+        let key = self.key.unwrap_or_else(Keypair::generate_ed25519);
         let mut net = Network::new(key, self.config).expect("network builds");
         let node = net.local_node_id();
         let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<Command>();
@@ -282,6 +296,36 @@ async fn bootstrap_peers_are_dialed_at_start() {
         let mut b = PeerBuilder::new().start().await;
         let mut a = PeerBuilder::new().bootstrap(&b).start().await;
         a.connected_to(b.node).await;
+        b.connected_to(a.node).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_bootstrap_peer_is_dialed_again_when_it_is_back() {
+    bounded(async {
+        // A port that was just free, for the bootstrap peer to come back on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let key = Keypair::generate_ed25519();
+        let b = PeerBuilder::new().key(&key).tcp_port(port).start().await;
+        let mut a = PeerBuilder::new().bootstrap(&b).start().await;
+        a.connected_to(b.node).await;
+        // The bootstrap peer goes away (as when a link is cut for longer than
+        // any timeout) and, after a while, comes back on its address.
+        let node = b.node;
+        drop(b);
+        a.expect("the bootstrap peer gone", |e| {
+            (*e == NetEvent::PeerDisconnected(node)).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut b = PeerBuilder::new().key(&key).tcp_port(port).start().await;
+        // Nobody dials anyone: `a` redials its bootstrap peer by itself.
+        a.connected_to(node).await;
         b.connected_to(a.node).await;
     })
     .await;

@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod event;
 mod handles;
+pub mod redial;
 mod swarm;
 pub mod throttle;
 

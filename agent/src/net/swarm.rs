@@ -15,6 +15,7 @@ use super::error::{
 };
 use super::event::{Discovery, NetEvent, Traffic};
 use super::handles::HandleMap;
+use super::redial::{Redial, REDIAL_TICK};
 use futures::StreamExt as _;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::multiaddr::Protocol;
@@ -23,6 +24,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
 use waveguard_protocol::limits::{MAX_BANS, MAX_FRAME_BYTES, MAX_REQUEST_BYTES};
 use waveguard_protocol::node::Verdict;
 use waveguard_protocol::NodeId;
@@ -80,6 +82,9 @@ pub struct Network {
     /// Banned peers, oldest first, at most `MAX_BANS`.
     bans: VecDeque<PeerId>,
     banned: HashSet<PeerId>,
+    /// When to dial lost bootstrap peers again, looked at every `redial_tick`.
+    redial: Redial,
+    redial_tick: tokio::time::Interval,
 }
 
 impl Network {
@@ -115,7 +120,11 @@ impl Network {
             traffic: HashMap::new(),
             bans: VecDeque::new(),
             banned: HashSet::new(),
+            redial: Redial::new(&config.bootstrap, Instant::now()),
+            redial_tick: tokio::time::interval(REDIAL_TICK),
         };
+        net.redial_tick
+            .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for addr in &config.listen {
             net.swarm
                 .listen_on(addr.clone())
@@ -344,8 +353,34 @@ impl Network {
             if let Some(event) = self.ready.pop_front() {
                 return event;
             }
-            let event = self.swarm.select_next_some().await;
-            self.on_swarm_event(event);
+            // Both branches are cancel-safe, so this loop stays cancel-safe.
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = self.redial_tick.tick() => self.redial(),
+            }
+        }
+    }
+
+    /// Dials again the bootstrap peers whose connections were lost, while
+    /// fewer than the target peers are connected (see [`super::redial`]).
+    fn redial(&mut self) {
+        let wanted = self.traffic.len() < self.target_peers;
+        let (traffic, banned) = (&self.traffic, &self.banned);
+        let due = self.redial.due(
+            Instant::now(),
+            wanted,
+            |p| traffic.contains_key(p) || banned.contains(p),
+            || getrandom::u32().unwrap_or(u32::MAX / 2),
+        );
+        for (peer, addr) in due {
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .addresses(vec![addr])
+                .build();
+            match self.swarm.dial(opts) {
+                Ok(()) => tracing::debug!(%peer, "redialing a lost bootstrap peer"),
+                Err(e) => tracing::debug!(%peer, %e, "bootstrap redial not started"),
+            }
         }
     }
 
@@ -372,6 +407,7 @@ impl Network {
                     return;
                 };
                 if num_established.get() == 1 {
+                    self.redial.connected(&peer_id);
                     self.traffic.insert(peer_id, Traffic::default());
                     self.ready.push_back(NetEvent::PeerConnected(node));
                 }
@@ -409,6 +445,7 @@ impl Network {
     /// The last connection to a peer closed: report it if it was reported as connected.
     fn peer_gone(&mut self, peer: PeerId) {
         let was_reported = self.traffic.remove(&peer).is_some();
+        self.redial.disconnected(&peer, Instant::now());
         match node_id_of_peer(&peer) {
             Some(node) if was_reported => self.ready.push_back(NetEvent::PeerDisconnected(node)),
             _ => {}
