@@ -951,7 +951,6 @@ impl Driver {
         // show up as events.
         self.net.ban_scored_out();
         self.net.expire_bans();
-        self.net.redial_bootstrap();
         let mut added = ClassTraffic::default();
         let mut wan_sent = 0u64;
         let mut seen = HashMap::new();

@@ -1,1 +1,3 @@
 //! Shared helpers for waveguard's end-to-end tests.
+
+pub mod netns;

@@ -17,6 +17,7 @@ mod config;
 mod error;
 mod event;
 mod handles;
+pub mod redial;
 mod swarm;
 pub mod throttle;
 
@@ -30,6 +31,6 @@ pub use error::{
 pub use event::{Discovery, NetEvent, Traffic};
 pub use libp2p::identity::Keypair;
 pub use libp2p::Multiaddr;
-pub use swarm::{Network, Published, BOOTSTRAP_REDIAL_MAX, BOOTSTRAP_REDIAL_MIN};
+pub use swarm::{Network, Published};
 pub use throttle::{RateLimit, Throttle};
 pub use waveguard_protocol::node::Verdict;

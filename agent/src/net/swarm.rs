@@ -23,6 +23,7 @@ use super::error::{
 };
 use super::event::{Discovery, NetEvent, Traffic};
 use super::handles::HandleMap;
+use super::redial::{Redial, REDIAL_TICK};
 use futures::StreamExt as _;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::multiaddr::Protocol;
@@ -45,24 +46,6 @@ pub enum Published {
     NoPeers,
     /// The same bytes were published or relayed recently; not sent again.
     Duplicate,
-}
-
-/// First wait before redialing a bootstrap peer found disconnected.
-pub const BOOTSTRAP_REDIAL_MIN: Duration = Duration::from_secs(1);
-
-/// Longest wait between two redials of a bootstrap peer that stays
-/// unreachable: a minute costs a gone peer one failed dial a minute.
-pub const BOOTSTRAP_REDIAL_MAX: Duration = Duration::from_secs(60);
-
-/// A configured bootstrap address and when to dial it again.
-struct Bootstrap {
-    addr: Multiaddr,
-    /// The peer the address names (`/p2p/` suffix), if it does.
-    peer: Option<PeerId>,
-    /// The wait before the next redial (doubling up to [`BOOTSTRAP_REDIAL_MAX`]).
-    backoff: Duration,
-    /// The next redial, while the peer is disconnected.
-    next: Option<Instant>,
 }
 
 /// A gossip message awaiting its verdict.
@@ -106,8 +89,9 @@ pub struct Network {
     traffic: HashMap<PeerId, Traffic>,
     /// Banned peers and when their bans end, oldest first, at most `MAX_BANS`.
     bans: BanList<PeerId>,
-    /// The configured bootstrap addresses, redialed while their peer is gone.
-    bootstrap: Vec<Bootstrap>,
+    /// When to dial lost bootstrap peers again, looked at every `redial_tick`.
+    redial: Redial,
+    redial_tick: tokio::time::Interval,
 }
 
 impl Network {
@@ -142,8 +126,11 @@ impl Network {
             requests: HashMap::new(),
             traffic: HashMap::new(),
             bans: BanList::new(MAX_BANS),
-            bootstrap: Vec::new(),
+            redial: Redial::new(&config.bootstrap, Instant::now()),
+            redial_tick: tokio::time::interval(REDIAL_TICK),
         };
+        net.redial_tick
+            .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for addr in &config.listen {
             net.swarm
                 .listen_on(addr.clone())
@@ -162,17 +149,7 @@ impl Network {
     fn bootstrap(&mut self, addrs: &[Multiaddr]) {
         let mut seeded = false;
         for addr in addrs {
-            let peer = match addr.iter().last() {
-                Some(Protocol::P2p(peer)) => Some(peer),
-                _ => None,
-            };
-            self.bootstrap.push(Bootstrap {
-                addr: addr.clone(),
-                peer,
-                backoff: BOOTSTRAP_REDIAL_MIN,
-                next: None,
-            });
-            if let Some(peer) = peer {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
                 let mut bare = addr.clone();
                 bare.pop();
                 self.swarm.behaviour_mut().kad.add_address(&peer, bare);
@@ -452,54 +429,6 @@ impl Network {
         }
     }
 
-    /// Redials the configured bootstrap peers that are not connected (and
-    /// not banned), each after a wait that starts at
-    /// [`BOOTSTRAP_REDIAL_MIN`] and doubles up to [`BOOTSTRAP_REDIAL_MAX`]
-    /// while it stays away; an address without a `/p2p/` suffix is redialed
-    /// while no peer at all is connected. Kademlia alone does not: it dials a
-    /// known peer only during a lookup, and a lookup that tries a restarting
-    /// peer in the seconds it is down leaves it unreachable until the next
-    /// periodic bootstrap, five minutes later. Call it now and then (the
-    /// driver does, once a second).
-    pub fn redial_bootstrap(&mut self) {
-        let now = Instant::now();
-        let any_connected = !self.traffic.is_empty();
-        let mut dials = Vec::new();
-        for b in &mut self.bootstrap {
-            let (here, banned) = match b.peer {
-                Some(p) => (self.traffic.contains_key(&p), self.bans.contains(&p, now)),
-                None => (any_connected, false),
-            };
-            if here || banned {
-                b.backoff = BOOTSTRAP_REDIAL_MIN;
-                b.next = None;
-                continue;
-            }
-            match b.next {
-                None => b.next = Some(now + b.backoff),
-                Some(at) if at <= now => {
-                    dials.push((b.peer, b.addr.clone()));
-                    b.backoff = (b.backoff * 2).min(BOOTSTRAP_REDIAL_MAX);
-                    b.next = Some(now + b.backoff);
-                }
-                Some(_) => {}
-            }
-        }
-        for (peer, addr) in dials {
-            tracing::debug!(%addr, "redialing a bootstrap peer");
-            let opts = match peer {
-                Some(peer) => DialOpts::peer_id(peer)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .addresses(vec![addr])
-                    .build(),
-                None => DialOpts::unknown_peer_id().address(addr).build(),
-            };
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%e, "bootstrap redial");
-            }
-        }
-    }
-
     /// The next event. Cancel-safe: an event is only taken from the swarm
     /// and processed within one poll, so dropping the future loses nothing.
     pub async fn next_event(&mut self) -> NetEvent {
@@ -507,8 +436,41 @@ impl Network {
             if let Some(event) = self.ready.pop_front() {
                 return event;
             }
-            let event = self.swarm.select_next_some().await;
-            self.on_swarm_event(event);
+            // Both branches are cancel-safe, so this loop stays cancel-safe.
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = self.redial_tick.tick() => self.redial(),
+            }
+        }
+    }
+
+    /// Dials again the bootstrap peers whose connections were lost, while
+    /// fewer than the target peers are connected (see [`super::redial`]).
+    fn redial(&mut self) {
+        let now = Instant::now();
+        let wanted = self.traffic.len() < self.target_peers;
+        let (traffic, bans) = (&self.traffic, &self.bans);
+        let due = self.redial.due(
+            now,
+            wanted,
+            |p| match p {
+                Some(p) => traffic.contains_key(p) || bans.contains(p, now),
+                None => !traffic.is_empty(),
+            },
+            || getrandom::u32().unwrap_or(u32::MAX / 2),
+        );
+        for (peer, addr) in due {
+            let opts = match peer {
+                Some(peer) => DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .addresses(vec![addr.clone()])
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            };
+            match self.swarm.dial(opts) {
+                Ok(()) => tracing::debug!(%addr, "redialing a lost bootstrap peer"),
+                Err(e) => tracing::debug!(%addr, %e, "bootstrap redial not started"),
+            }
         }
     }
 
@@ -535,6 +497,7 @@ impl Network {
                     return;
                 };
                 if num_established.get() == 1 {
+                    self.redial.connected(&peer_id);
                     self.traffic.insert(peer_id, Traffic::default());
                     self.ready.push_back(NetEvent::PeerConnected(node));
                 }
@@ -572,6 +535,7 @@ impl Network {
     /// The last connection to a peer closed: report it if it was reported as connected.
     fn peer_gone(&mut self, peer: PeerId) {
         let was_reported = self.traffic.remove(&peer).is_some();
+        self.redial.disconnected(&peer, Instant::now());
         match node_id_of_peer(&peer) {
             Some(node) if was_reported => self.ready.push_back(NetEvent::PeerDisconnected(node)),
             _ => {}
