@@ -340,6 +340,8 @@ class ReleaseInfo:
             raise Failure(f"{what}: max_failure_ppm must be 1 to {wg.PPM}")
         if not 1 <= uint(h, "min_reports", f"{what}: health", 32) <= MAX_MIN_REPORTS:
             raise Failure(f"{what}: min_reports must be 1 to {MAX_MIN_REPORTS}")
+        if "report_ppm" in h and not 1 <= uint(h, "report_ppm", f"{what}: health", 32) <= wg.PPM:
+            raise Failure(f"{what}: report_ppm must be 1 to {wg.PPM}")
         beat = uint(h, "heartbeat_seconds", f"{what}: health", 64)
         if beat == 0 or uint(h, "silence_seconds", f"{what}: health", 64) <= beat:
             raise Failure(f"{what}: silence_seconds must exceed heartbeat_seconds, which must be at least 1")

@@ -177,6 +177,10 @@ def check_waves(c: Checker, v: dict, rid: bytes) -> None:
         c.eq(f"waves.nodes[{i}].wave_name", names[w], want["wave_name"])
         c.eq(f"waves.nodes[{i}].wave_pin_canary", 0, want["wave_pin_canary"])
         c.eq(f"waves.nodes[{i}].wave_pin_last", len(cums) - 1, want["wave_pin_last"])
+        rb = wg.report_bucket(rid, bytes.fromhex(node_hex))
+        c.eq(f"waves.nodes[{i}].report_bucket", rb, want["report_bucket"])
+        c.eq(f"waves.nodes[{i}].report_bucket_hex", f"{rb:016x}", want["report_bucket_hex"])
+        c.eq(f"waves.nodes[{i}].in_report_sample", wg.in_sample(rb, v["report_ppm"]), want["in_report_sample"])
     start = wg.parse_time(rollout["start"])
     opens = [wg.format_time(wg.scheduled_open(start, bakes, i)) for i in range(len(cums))]
     c.eq("waves.scheduled_open", opens, v["scheduled_open"])

@@ -26,6 +26,7 @@ import nacl.signing
 PEER_ID_ED25519_PREFIX = bytes([0x00, 0x24, 0x08, 0x01, 0x12, 0x20])
 RELEASE_ID_CONTEXT = "waveguard 2026-11 release-id v1"
 WAVE_CONTEXT = "waveguard 2026-11 wave-bucket v1"
+REPORT_CONTEXT = "waveguard 2026-12 report-sample v1"
 B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
@@ -307,6 +308,15 @@ PPM = 1_000_000
 
 def bucket(release: bytes, node: bytes) -> int:
     return int.from_bytes(derive_key(WAVE_CONTEXT, release + node)[:8], "big")
+
+
+def report_bucket(release: bytes, node: bytes) -> int:
+    return int.from_bytes(derive_key(REPORT_CONTEXT, release + node)[:8], "big")
+
+
+def in_sample(b: int, ppm: int) -> bool:
+    """Section 11.1: a node reports iff its report bucket is below the share (or it is a pinned canary)."""
+    return b * PPM < ppm << 64
 
 
 def wave_for_bucket(cumulative_ppm: list[int], b: int) -> int:

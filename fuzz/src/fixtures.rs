@@ -138,6 +138,7 @@ pub fn policy() -> RolloutPolicy {
             min_reports: 2,
             silence_seconds: 600,
             heartbeat_seconds: 60,
+            report_ppm: 1_000_000,
         },
     }
 }

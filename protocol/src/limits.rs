@@ -375,6 +375,7 @@ mod tests {
                 min_reports: MAX_MIN_REPORTS,
                 silence_seconds: 600,
                 heartbeat_seconds: 60,
+                report_ppm: 1_000_000,
             },
         }
     }

@@ -122,6 +122,23 @@ pub struct HealthPolicy {
     pub silence_seconds: u64,
     /// How often an installed node sends a heartbeat, in seconds.
     pub heartbeat_seconds: u64,
+    /// The share of each wave that reports health, in parts per million: a
+    /// node reports only if it is in the release's report sample
+    /// ([`crate::wave::reports_health`]), and the gate counts only sampled
+    /// nodes. Absent means [`PPM`], every node (the encoding of a policy
+    /// without sampling is unchanged). A fleet of millions sets this so that
+    /// each wave has a few hundred reporters: every node receives every
+    /// report, so health traffic per node follows the sample, not the fleet.
+    #[serde(default = "every_node", skip_serializing_if = "is_every_node")]
+    pub report_ppm: u32,
+}
+
+fn every_node() -> u32 {
+    PPM
+}
+
+fn is_every_node(ppm: &u32) -> bool {
+    *ppm == PPM
 }
 
 /// A target entry is not a usable waveguard release.
@@ -337,6 +354,9 @@ impl RolloutPolicy {
                 "min_reports {} must be 1 to {MAX_MIN_REPORTS}",
                 h.min_reports
             ));
+        }
+        if h.report_ppm == 0 || h.report_ppm > PPM {
+            return bad(format!("report_ppm {} must be 1 to {PPM}", h.report_ppm));
         }
         if h.heartbeat_seconds == 0 || h.silence_seconds <= h.heartbeat_seconds {
             return bad(format!(

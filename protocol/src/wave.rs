@@ -7,6 +7,12 @@
 //! `bucket * 1_000_000 < cumulative_ppm * 2^64`. Because the release ID is
 //! hashed in, each release picks different canaries. Operators may pin a node
 //! to the first or the last wave.
+//!
+//! The report sample works the same way with its own context
+//! ([`REPORT_CONTEXT`]), so that it is independent of the wave split: a node
+//! reports health for a release iff `report_bucket * 1_000_000 <
+//! report_ppm * 2^64`, or it is pinned to the canary wave (operators pin
+//! machines they want to hear from).
 
 use crate::id::{NodeId, ReleaseId};
 use crate::release::{RolloutPolicy, PPM};
@@ -14,6 +20,9 @@ use serde::{Deserialize, Serialize};
 
 /// blake3 `derive_key` context for wave buckets.
 pub const WAVE_CONTEXT: &str = "waveguard 2026-11 wave-bucket v1";
+
+/// blake3 `derive_key` context for report-sample buckets.
+pub const REPORT_CONTEXT: &str = "waveguard 2026-12 report-sample v1";
 
 /// An operator's override of the computed wave.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +39,32 @@ pub enum WavePin {
 
 /// A node's bucket for a release, as a `u64` (divide by 2^64 for the fraction).
 pub fn bucket(release: &ReleaseId, node: &NodeId) -> u64 {
-    let mut h = blake3::Hasher::new_derive_key(WAVE_CONTEXT);
+    bucket_in(WAVE_CONTEXT, release, node)
+}
+
+/// A node's report-sample bucket for a release (see the module docs).
+pub fn report_bucket(release: &ReleaseId, node: &NodeId) -> u64 {
+    bucket_in(REPORT_CONTEXT, release, node)
+}
+
+/// Whether a node reports health for a release: it is in the policy's
+/// report sample, or pinned to the canary wave.
+pub fn reports_health(
+    policy: &RolloutPolicy,
+    release: &ReleaseId,
+    node: &NodeId,
+    pin: WavePin,
+) -> bool {
+    pin == WavePin::Canary || in_sample(report_bucket(release, node), policy.health.report_ppm)
+}
+
+/// Whether `bucket` falls below a share of `ppm` parts per million.
+pub fn in_sample(bucket: u64, ppm: u32) -> bool {
+    u128::from(bucket) * u128::from(PPM) < (u128::from(ppm) << 64)
+}
+
+fn bucket_in(context: &str, release: &ReleaseId, node: &NodeId) -> u64 {
+    let mut h = blake3::Hasher::new_derive_key(context);
     h.update(&release.0);
     h.update(&node.0);
     let out = h.finalize();
@@ -62,5 +96,26 @@ pub fn wave_of(policy: &RolloutPolicy, release: &ReleaseId, node: &NodeId, pin: 
         WavePin::Canary => 0,
         WavePin::Last => policy.waves.len().saturating_sub(1),
         WavePin::None => wave_for_bucket(policy, bucket(release, node)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_boundary_is_exact() {
+        assert!(!in_sample(0, 0));
+        assert!(in_sample(0, 1));
+        assert!(in_sample(u64::MAX, PPM));
+        // 25%: 2^62 is exactly a quarter, so it is outside; one below is inside.
+        assert!(in_sample((1 << 62) - 1, 250_000));
+        assert!(!in_sample(1 << 62, 250_000));
+    }
+
+    #[test]
+    fn the_report_sample_is_not_the_wave_split() {
+        let (release, node) = (ReleaseId([1; 32]), NodeId([2; 32]));
+        assert_ne!(bucket(&release, &node), report_bucket(&release, &node));
     }
 }

@@ -112,6 +112,7 @@ fn fixture(timestamp_secs: u64) -> Fixture {
                 min_reports: 3,
                 silence_seconds: SILENCE,
                 heartbeat_seconds: 10,
+                report_ppm: 1_000_000,
             },
         },
     };

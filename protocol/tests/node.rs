@@ -73,6 +73,7 @@ fn fixture() -> Fixture {
                 min_reports: 1,
                 silence_seconds: 60,
                 heartbeat_seconds: 10,
+                report_ppm: 1_000_000,
             },
         },
     };

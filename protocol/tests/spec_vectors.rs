@@ -24,7 +24,9 @@ use waveguard_protocol::metadata::build::{
 };
 use waveguard_protocol::metadata::signed::{canonical_json, DecodeError, Envelope};
 use waveguard_protocol::release::{ChunkerParams, HealthPolicy, Release, TargetFile};
-use waveguard_protocol::wave::{bucket, wave_for_bucket, wave_of, WavePin};
+use waveguard_protocol::wave::{
+    bucket, in_sample, report_bucket, wave_for_bucket, wave_of, WavePin,
+};
 use waveguard_protocol::wire::{
     Gossip, HaltEvidence, MetadataBundle, Request, Response, SignedHealth, WireError,
 };
@@ -253,6 +255,9 @@ fn release_vector() -> Value {
     })
 }
 
+/// The report share the waves vector's sample entries are computed at.
+const VECTOR_REPORT_PPM: u32 = 400_000;
+
 fn waves_vector() -> Value {
     let r = release();
     let policy = r.policy();
@@ -261,7 +266,11 @@ fn waves_vector() -> Value {
         .map(|n| {
             let b = bucket(&r.id, n);
             let w = wave_of(policy, &r.id, n, WavePin::None);
+            let rb = report_bucket(&r.id, n);
             json!({
+                "report_bucket": rb,
+                "report_bucket_hex": format!("{rb:016x}"),
+                "in_report_sample": in_sample(rb, VECTOR_REPORT_PPM),
                 "node_id": n.to_hex(),
                 "bucket": b,
                 "bucket_hex": format!("{b:016x}"),
@@ -290,6 +299,7 @@ fn waves_vector() -> Value {
         "release_id": r.id.to_hex(),
         "boundaries": boundaries,
         "waves_ppm": policy.waves.iter().map(|w| w.cumulative_ppm).collect::<Vec<_>>(),
+        "report_ppm": VECTOR_REPORT_PPM,
         "nodes": nodes,
         "scheduled_open": opens,
         "end": policy.end().to_rfc3339(),
@@ -428,6 +438,7 @@ fn gate_vector() -> Value {
         min_reports,
         silence_seconds: 600,
         heartbeat_seconds: 60,
+        report_ppm: 1_000_000,
     };
     // (max_failure_ppm, min_reports, reporting, failures, healthy, baked)
     let cases: [(u32, u32, u64, u64, u64, bool); 10] = [

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use waveguard_protocol::release::{HealthPolicy, RolloutPolicy, WaveSpec, PPM};
 use waveguard_protocol::time::Timestamp;
-use waveguard_protocol::wave::{bucket, wave_for_bucket, wave_of, WavePin};
+use waveguard_protocol::wave::{bucket, reports_health, wave_for_bucket, wave_of, WavePin};
 use waveguard_protocol::{NodeId, ReleaseId};
 
 /// 2^64 as u128: buckets are fractions of this.
@@ -36,6 +36,7 @@ fn policy(cumulative_ppm: &[u32]) -> RolloutPolicy {
             min_reports: 5,
             silence_seconds: 900,
             heartbeat_seconds: 60,
+            report_ppm: 1_000_000,
         },
     };
     p.validate().expect("test policy is valid");
@@ -300,6 +301,35 @@ mod statistics {
             prop_assert!((both - s * s).abs() <= 5.0 * sd + 0.001, "overlap {} for share {}", both, s);
             // Far from the fully correlated case, where the overlap would be the share itself.
             prop_assert!(both < 0.75 * (in_a as f64 / FLEET as f64), "overlap {} of share {}", both, s);
+        }
+
+        /// The report sample takes its share of every wave alike (it is independent of
+        /// the wave split), and a node sampled at one share is sampled at any larger one.
+        #[test]
+        fn the_report_sample_is_its_share_of_each_wave(p in arb_policy(), report in 50_000u32..=PPM, fleet_seed in any::<u64>(), release_seed in any::<u64>()) {
+            let r = release(release_seed);
+            let mut p = p;
+            let mut wider = p.clone();
+            p.health.report_ppm = report;
+            wider.health.report_ppm = report.saturating_add(100_000).min(PPM);
+            let mut members = vec![0usize; p.waves.len()];
+            let mut sampled = vec![0usize; p.waves.len()];
+            for n in fleet(fleet_seed, FLEET) {
+                let w = wave_of(&p, &r, &n, WavePin::None);
+                let inside = reports_health(&p, &r, &n, WavePin::None);
+                members[w] += 1;
+                sampled[w] += usize::from(inside);
+                prop_assert!(!inside || reports_health(&wider, &r, &n, WavePin::None));
+                prop_assert!(reports_health(&p, &r, &n, WavePin::Canary));
+            }
+            let s = f64::from(report) / f64::from(PPM);
+            for (w, (&m, &k)) in members.iter().zip(&sampled).enumerate() {
+                if m >= 200 {
+                    let sd = (s * (1.0 - s) / m as f64).sqrt();
+                    let got = k as f64 / m as f64;
+                    prop_assert!((got - s).abs() <= 5.0 * sd + 0.001, "wave {}: {} of {} sampled, share {}", w, k, m, s);
+                }
+            }
         }
     }
 }

@@ -132,6 +132,14 @@ pub struct RolloutSpec {
     pub silence_s: u64,
     /// Seconds between an installed node's heartbeats.
     pub heartbeat_s: u64,
+    /// The percentage of each wave that reports health (the signed
+    /// `report_ppm`; default 100, every node).
+    #[serde(default = "every_node_percent")]
+    pub report_percent: f64,
+}
+
+fn every_node_percent() -> f64 {
+    100.0
 }
 
 impl Default for RolloutSpec {
@@ -154,6 +162,7 @@ impl Default for RolloutSpec {
             min_reports: 1,
             silence_s: 120,
             heartbeat_s: 30,
+            report_percent: 100.0,
         }
     }
 }
@@ -647,6 +656,7 @@ impl Scenario {
                 min_reports: r.min_reports,
                 silence_seconds: r.silence_s,
                 heartbeat_seconds: r.heartbeat_s,
+                report_ppm: (r.report_percent * 10_000.0).round() as u32,
             },
         }
     }

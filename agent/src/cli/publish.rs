@@ -67,6 +67,11 @@ pub struct PublishArgs {
     /// How often installed nodes send a heartbeat.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = args::duration_secs)]
     pub heartbeat: u64,
+    /// The share of each wave that reports health (the report sample); the
+    /// gate counts only these. Below 100% for fleets of many thousands, so
+    /// that a wave has a few hundred reporters rather than every node.
+    #[arg(long, value_name = "PERCENT", default_value = "100%", value_parser = args::percent_ppm)]
+    pub report_share: u32,
     /// Average chunk size; minimum and maximum default to a quarter and four times it.
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = args::size_bytes)]
     pub chunk_avg: u64,
@@ -166,11 +171,12 @@ impl fmt::Display for PublishReport {
         let h = &self.policy.health;
         write!(
             f,
-            "\nhealth:     halt at {} failed (min {} reports), silence {}s, heartbeat {}s",
+            "\nhealth:     halt at {} failed (min {} reports), silence {}s, heartbeat {}s, {} of each wave report",
             percent(h.max_failure_ppm),
             h.min_reports,
             h.silence_seconds,
-            h.heartbeat_seconds
+            h.heartbeat_seconds,
+            percent(h.report_ppm)
         )?;
         let (t, s, ts) = self.versions;
         write!(
@@ -210,6 +216,7 @@ pub fn run(a: &PublishArgs, now: Timestamp) -> anyhow::Result<PublishReport> {
             min_reports: a.min_reports,
             silence_seconds: a.silence,
             heartbeat_seconds: a.heartbeat,
+            report_ppm: a.report_share,
         },
     };
     policy.validate().context("publish")?;

@@ -74,6 +74,7 @@ fn add(repo: &mut Repository, version: &str, bytes: &[u8]) -> Content {
                 min_reports: 1,
                 silence_seconds: 60,
                 heartbeat_seconds: 10,
+                report_ppm: 1_000_000,
             },
         },
     };

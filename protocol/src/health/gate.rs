@@ -203,6 +203,7 @@ mod tests {
             min_reports,
             silence_seconds: 600,
             heartbeat_seconds: 60,
+            report_ppm: 1_000_000,
         }
     }
 

@@ -103,6 +103,7 @@ pub(crate) mod test_support {
         min_reports: u32,
         silence_seconds: u64,
         heartbeat_seconds: u64,
+        report_ppm: u32,
     }
 
     impl ReleaseBuilder {
@@ -114,6 +115,7 @@ pub(crate) mod test_support {
                 min_reports: 3,
                 silence_seconds: 600,
                 heartbeat_seconds: 60,
+                report_ppm: crate::release::PPM,
             }
         }
         pub fn waves(mut self, waves: &[(u32, u64)]) -> Self {
@@ -123,6 +125,11 @@ pub(crate) mod test_support {
         pub fn gate(mut self, max_failure_ppm: u32, min_reports: u32) -> Self {
             self.max_failure_ppm = max_failure_ppm;
             self.min_reports = min_reports;
+            self
+        }
+        /// Only this share of each wave reports (the report sample).
+        pub fn report_ppm(mut self, ppm: u32) -> Self {
+            self.report_ppm = ppm;
             self
         }
         pub fn build(self) -> Release {
@@ -138,7 +145,8 @@ pub(crate) mod test_support {
                 "chunker": crate::release::ChunkerParams::default(),
                 "rollout": {"start": START.to_rfc3339(), "waves": waves, "health": {
                     "max_failure_ppm": self.max_failure_ppm, "min_reports": self.min_reports,
-                    "silence_seconds": self.silence_seconds, "heartbeat_seconds": self.heartbeat_seconds}}}});
+                    "silence_seconds": self.silence_seconds, "heartbeat_seconds": self.heartbeat_seconds,
+                    "report_ppm": self.report_ppm}}}});
             let target = TargetFile {
                 length: 1000,
                 hashes: BTreeMap::from([("blake3".to_string(), "22".repeat(32))]),

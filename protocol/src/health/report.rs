@@ -21,7 +21,7 @@ use crate::limits::{MAX_CERT_BYTES, MAX_CLOCK_SKEW_MS};
 use crate::metadata::signed::{DecodeError, Envelope};
 use crate::release::Release;
 use crate::time::{rfc3339, Timestamp};
-use crate::wave::{wave_of, WavePin};
+use crate::wave::{reports_health, wave_of, WavePin};
 use crate::wire::SignedHealth;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -248,6 +248,15 @@ pub enum ReportError {
         /// The last wave.
         last: u32,
     },
+    /// The node is not in the release's report sample (`report_ppm`), so an
+    /// honest node of that wave never sends one.
+    #[error("node {node} is not in the report sample of release {release}, so it does not report")]
+    NotInSample {
+        /// The reporting node.
+        node: NodeId,
+        /// The release.
+        release: ReleaseId,
+    },
 }
 
 /// Signs `report` with `key` and attaches `cert`. The report's `node` should
@@ -297,7 +306,13 @@ pub fn verify_report(
             expected: release.id,
         });
     }
-    check_wave(&report, msg, fleet, release, now)?;
+    let pin = check_wave(&report, msg, fleet, release, now)?;
+    if !reports_health(release.policy(), &release.id, &node, pin) {
+        return Err(ReportError::NotInSample {
+            node,
+            release: release.id,
+        });
+    }
     // Checked last, so that this error means "valid in every other respect": a node
     // whose clock is behind still learns from such reports how far behind it is.
     if report.time > now.plus_millis(MAX_CLOCK_SKEW_MS) {
@@ -348,22 +363,31 @@ fn parse(doc: &ReportDoc) -> Result<HealthReport, ReportError> {
     })
 }
 
-/// Checks certification and the wave claim.
+/// Checks certification and the wave claim, and returns the pin it implies
+/// (certified, or in an open fleet claimed).
 fn check_wave(
     report: &HealthReport,
     msg: &SignedHealth,
     fleet: &FleetKeys,
     release: &Release,
     now: Timestamp,
-) -> Result<(), ReportError> {
+) -> Result<WavePin, ReportError> {
     let node = report.node;
     let policy = release.policy();
     // Validated policies have at most MAX_WAVES waves, so these fit.
     let wave = |pin| u32::try_from(wave_of(policy, &release.id, &node, pin)).unwrap_or(u32::MAX);
     if fleet.operator.is_none() {
+        // An open fleet has no certificates: a node may claim a pin to the
+        // first or the last wave, and is taken at its word.
         let (computed, last) = (wave(WavePin::None), wave(WavePin::Last));
-        if report.wave == computed || report.wave == 0 || report.wave == last {
-            return Ok(());
+        if report.wave == computed {
+            return Ok(WavePin::None);
+        }
+        if report.wave == 0 {
+            return Ok(WavePin::Canary);
+        }
+        if report.wave == last {
+            return Ok(WavePin::Last);
         }
         return Err(ReportError::WrongOpenWave {
             node,
@@ -390,7 +414,7 @@ fn check_wave(
             pin: cert.pin,
         });
     }
-    Ok(())
+    Ok(cert.pin)
 }
 
 #[cfg(test)]
@@ -507,6 +531,52 @@ mod tests {
         ));
         // Exactly at the allowed skew is still accepted.
         assert!(verify_report(&msg, &f.keys, &r, START.plus_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn only_the_report_sample_and_pinned_canaries_may_report() {
+        use crate::wave::reports_health;
+        let f = fleet(0);
+        let r = ReleaseBuilder::new().report_ppm(250_000).build();
+        let sampled =
+            |k: &SigningKey| reports_health(r.policy(), &r.id, &k.node_id(), WavePin::None);
+        let keys: Vec<SigningKey> = (0..60).map(key).collect();
+        let inside = keys.iter().find(|k| sampled(k)).unwrap();
+        // Outside the sample and outside wave 0, so a claim of wave 0 is a pin.
+        let outside = keys
+            .iter()
+            .find(|k| !sampled(k) && computed_wave(&r, k) == 1)
+            .unwrap();
+        let send = |k: &SigningKey, wave| {
+            verify_report(
+                &sign_report(k, report(k, &r, wave), None),
+                &f.keys,
+                &r,
+                START,
+            )
+        };
+        assert!(send(inside, computed_wave(&r, inside)).is_ok());
+        assert!(matches!(
+            send(outside, 1),
+            Err(ReportError::NotInSample { node, release }) if node == outside.node_id() && release == r.id
+        ));
+        // A canary pin (in an open fleet, claimed) always reports.
+        assert!(send(outside, 0).is_ok());
+        // With a certificate the pin is the operator's word, not the node's.
+        let fc = fleet(1);
+        let certified = |k: &SigningKey, pin| SignedHealth {
+            cert: Some(ByteBuf::from(cert(&fc, k, pin))),
+            ..sign_report(
+                k,
+                report(k, &r, if pin == WavePin::Canary { 0 } else { 1 }),
+                None,
+            )
+        };
+        assert!(verify_report(&certified(outside, WavePin::Canary), &fc.keys, &r, START).is_ok());
+        assert!(matches!(
+            verify_report(&certified(outside, WavePin::None), &fc.keys, &r, START),
+            Err(ReportError::NotInSample { .. })
+        ));
     }
 
     #[test]

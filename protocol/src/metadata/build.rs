@@ -619,6 +619,7 @@ pub(crate) mod fixtures {
                     min_reports: 3,
                     silence_seconds: 600,
                     heartbeat_seconds: 60,
+                    report_ppm: 1_000_000,
                 },
             },
         };

@@ -228,6 +228,7 @@ mod tests {
                     min_reports: 1,
                     silence_seconds: 120,
                     heartbeat_seconds: 30,
+                    report_ppm: 1_000_000,
                 },
             },
         };

@@ -14,6 +14,7 @@ use crate::metadata::root::RoleName;
 use crate::metadata::trust::TrustedState;
 use crate::rollout::{HaltReason, RolloutEvent, RolloutState};
 use crate::time::Timestamp;
+use crate::wave::reports_health;
 use crate::wire::{Gossip, SignedHealth, TOPIC_HEALTH};
 use serde_bytes::ByteBuf;
 
@@ -566,12 +567,17 @@ impl Node {
         }
     }
 
-    /// Signs, records and broadcasts this node's status for a release.
+    /// Signs, records and broadcasts this node's status for a release, if
+    /// the node is in the release's report sample (11.1); a node outside it
+    /// installs, probes and rolls back all the same, but says nothing.
     fn report(&mut self, id: ReleaseId, status: HealthStatus) {
         let now = self.now;
         let Some(t) = self.releases.get_mut(&id) else {
             return;
         };
+        if !reports_health(t.release.policy(), &id, &self.id, self.config.pin) {
+            return;
+        }
         // Never below the clock in milliseconds: a node that restarted (its counter back at 0)
         // must still outrank the reports it sent before, or peers would drop its new ones as
         // replays and soon count it silent.

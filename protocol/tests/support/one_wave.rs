@@ -119,6 +119,7 @@ fn target(version: &str) -> waveguard_protocol::release::TargetFile {
                 min_reports: 1,
                 silence_seconds: SILENCE_SECS,
                 heartbeat_seconds: 10,
+                report_ppm: 1_000_000,
             },
         },
     };

@@ -65,6 +65,7 @@ pub fn target(version: &str) -> TargetFile {
                 min_reports: 5,
                 silence_seconds: 900,
                 heartbeat_seconds: 300,
+                report_ppm: 1_000_000,
             },
         },
     };

@@ -27,6 +27,9 @@ pub struct QuickArgs {
     /// Make the release bad.
     #[arg(long, value_enum)]
     bad: Option<Bad>,
+    /// The percentage of each wave that reports health (the report sample).
+    #[arg(long, default_value_t = 100.0)]
+    report_percent: f64,
     /// Run twice and require the same event-trace hash.
     #[arg(long)]
     check_determinism: bool,
@@ -42,7 +45,7 @@ enum Bad {
 
 const T0: Timestamp = Timestamp::from_secs(1_900_000_000);
 
-fn policy() -> RolloutPolicy {
+fn policy(report_percent: f64) -> RolloutPolicy {
     let wave = |name: &str, ppm, bake| WaveSpec {
         name: name.into(),
         cumulative_ppm: ppm,
@@ -61,6 +64,7 @@ fn policy() -> RolloutPolicy {
             min_reports: 1,
             silence_seconds: 120,
             heartbeat_seconds: 30,
+            report_ppm: (report_percent * 10_000.0).round() as u32,
         },
     }
 }
@@ -134,7 +138,13 @@ fn quick(a: &QuickArgs) -> anyhow::Result<Summary> {
     };
     let mut mesh = Mesh::new(config, vendor.root_json(), T0).map_err(anyhow::Error::msg)?;
     let release = vendor
-        .release("sample", "1.0.0", a.size_kib * 1024, policy(), T0)
+        .release(
+            "sample",
+            "1.0.0",
+            a.size_kib * 1024,
+            policy(a.report_percent),
+            T0,
+        )
         .map_err(anyhow::Error::msg)?;
     mesh.publish(
         release.bundle.clone(),
@@ -148,11 +158,11 @@ fn quick(a: &QuickArgs) -> anyhow::Result<Summary> {
         None => {}
     }
     let started = std::time::Instant::now();
-    mesh.run_until(policy().end().plus_secs(1800))
+    mesh.run_until(policy(a.report_percent).end().plus_secs(1800))
         .with_context(|| format!("seed {}", a.seed))?;
     let wall = started.elapsed();
 
-    let p = policy();
+    let p = policy(a.report_percent);
     let mut lines = vec![format!(
         "{} endpoints, seed {}, {} KiB release {}",
         a.endpoints,

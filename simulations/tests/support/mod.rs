@@ -36,6 +36,7 @@ pub fn policy() -> RolloutPolicy {
             min_reports: 1,
             silence_seconds: 30,
             heartbeat_seconds: 10,
+            report_ppm: 1_000_000,
         },
     }
 }

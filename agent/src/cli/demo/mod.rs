@@ -478,6 +478,7 @@ mod tests {
                 min_reports: 1,
                 silence_seconds: 6,
                 heartbeat_seconds: 1,
+                report_ppm: 1_000_000,
             },
         }
     }
