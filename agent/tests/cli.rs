@@ -167,6 +167,8 @@ mod publish_and_verify {
                 "15m",
                 "--heartbeat",
                 "30s",
+                "--report-share",
+                "0.1%",
             ],
         );
         let Outcome::Publish(r) = run_at(NOW, &args).unwrap() else {
@@ -189,10 +191,12 @@ mod publish_and_verify {
                 p.health.max_failure_ppm,
                 p.health.min_reports,
                 p.health.silence_seconds,
-                p.health.heartbeat_seconds
+                p.health.heartbeat_seconds,
+                p.health.report_ppm
             ),
-            (25_000, 7, 900, 30)
+            (25_000, 7, 900, 30, 1_000)
         );
+        assert!(r.to_string().contains("0.1% of each wave report"), "{r}");
         v.verify(LATER, &[]).unwrap();
     }
 
@@ -207,6 +211,9 @@ mod publish_and_verify {
         let args = v.publish_args(&art, "1.0.0", &["--silence", "1m", "--heartbeat", "1m"]);
         let err = error_of(NOW, &args);
         assert!(err.contains("silence_seconds"), "{err}");
+        let args = v.publish_args(&art, "1.0.0", &["--report-share", "0%"]);
+        let err = error_of(NOW, &args);
+        assert!(err.contains("report_ppm 0 must be 1 to"), "{err}");
     }
 
     #[test]
