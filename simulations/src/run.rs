@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 use thiserror::Error;
 use waveguard_protocol::health::gate::GateState;
-use waveguard_protocol::wave::{wave_of, WavePin};
+use waveguard_protocol::wave::{reports_health, wave_of, WavePin};
 use waveguard_protocol::{ReleaseId, Timestamp};
 
 /// When every simulated run publishes its release.
@@ -102,6 +102,19 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
             return Err(setup(format!(
                 "wave {w} ({}) gets no endpoint of this {endpoints}-endpoint fleet, so its gate \
                  could never pass; raise its cumulative_percent or the fleet size",
+                spec.name
+            )));
+        }
+        let reporters = (1..mesh.len())
+            .filter(|&i| wave_of_node[i] == w)
+            .filter(|&i| reports_health(&policy, &release.id, &mesh.node(i).id(), WavePin::None))
+            .count();
+        let min = policy.health.min_reports as usize;
+        if w + 1 < waves && reporters < min {
+            return Err(setup(format!(
+                "wave {w} ({}) has {reporters} endpoints in the report sample of this \
+                 {endpoints}-endpoint fleet, fewer than min_reports {min}, so its gate could never \
+                 pass; raise report_percent or the wave's share",
                 spec.name
             )));
         }

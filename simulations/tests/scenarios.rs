@@ -623,6 +623,33 @@ fn a_bad_release_that_fails_its_probe_halts_in_the_first_wave() {
     );
 }
 
+/// With 40 % of each wave reporting (about 2 of the 5 canaries), the sample
+/// alone still halts the release at its first wave, as fast as everyone
+/// reporting did.
+#[test]
+fn a_bad_release_halts_in_the_first_wave_on_its_report_sample() {
+    let b = bad_release("probe").report_percent(40.0);
+    let seed = b.seed;
+    let s = check_first_wave_blast(&b, |_| 0);
+    let bad = s.bad_release.unwrap();
+    let to_halt = bad.failure_to_halt_s.expect("halted");
+    assert!(
+        to_halt <= PROBE_S + GATE_CHECK_S + 0.5,
+        "seed {seed}: halt {to_halt} s after the first failure: {bad:?}"
+    );
+}
+
+#[test]
+fn a_report_sample_too_small_for_the_gate_is_refused_by_name() {
+    let scenario = bad_release("probe").report_percent(0.01).build();
+    let err = waveguard_sim::run::run(&scenario, None).expect_err("a canary wave nobody reports for");
+    let text = err.to_string();
+    assert!(
+        text.contains("wave 0 (canary)") && text.contains("report sample"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_bad_release_that_crashes_halts_after_the_silence() {
     let b = bad_release("crash");

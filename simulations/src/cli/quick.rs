@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use waveguard_protocol::release::{HealthPolicy, RolloutPolicy, WaveSpec};
-use waveguard_protocol::wave::{wave_of, WavePin};
+use waveguard_protocol::wave::{reports_health, wave_of, WavePin};
 use waveguard_protocol::Timestamp;
 use waveguard_sim::mesh::{BadMode, Mesh, MeshConfig};
 use waveguard_sim::sample::SampleVendor;
@@ -78,12 +78,17 @@ fn health_traffic(
     release: &waveguard_protocol::ReleaseId,
 ) -> Vec<String> {
     let mut lines = vec![format!(
-        "health: {:<8} {:>6} {:>14}  (reports sent while the wave bakes, by everyone)",
-        "window", "nodes", "reports sent"
+        "health: {:<8} {:>6} {:>9} {:>14}  (reports sent while the wave bakes, by everyone)",
+        "window", "nodes", "reporters", "reports sent"
     )];
     for (w, spec) in p.waves.iter().enumerate() {
-        let nodes = (1..mesh.len())
-            .filter(|&i| wave_of(p, release, &mesh.node(i).id(), WavePin::None) == w)
+        let members: Vec<_> = (1..mesh.len())
+            .map(|i| mesh.node(i).id())
+            .filter(|id| wave_of(p, release, id, WavePin::None) == w)
+            .collect();
+        let reporters = members
+            .iter()
+            .filter(|id| reports_health(p, release, id, WavePin::None))
             .count();
         let (from, to) = (p.scheduled_open(w), p.scheduled_open(w + 1));
         let to = if w + 1 == p.waves.len() {
@@ -92,9 +97,10 @@ fn health_traffic(
             to
         };
         lines.push(format!(
-            "health: {:<8} {:>6} {:>14}",
+            "health: {:<8} {:>6} {:>9} {:>14}",
             spec.name,
-            nodes,
+            members.len(),
+            reporters,
             mesh.health_sent_between(from, to)
         ));
     }
@@ -117,7 +123,7 @@ fn health_traffic(
         bytes / endpoints / 1024
     ));
     lines.push(format!(
-        "health: the previous rule (heartbeats until one silence period past the end) would send about {previous} reports ({:.1}x)",
+        "health: every node heartbeating until one silence period past the end (the first rule, no sample) would send about {previous} reports ({:.1}x)",
         previous as f64 / sent.max(1) as f64
     ));
     lines

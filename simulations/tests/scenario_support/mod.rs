@@ -103,6 +103,8 @@ pub struct ScenarioBuilder {
     pub min_reports: u32,
     pub silence_s: u64,
     pub heartbeat_s: u64,
+    /// The share of each wave that reports health, in percent.
+    pub report_percent: f64,
     /// `(fraction, "probe" | "crash")`.
     pub bad_release: Option<(f64, &'static str)>,
     pub corrupt_peers: f64,
@@ -148,6 +150,7 @@ impl ScenarioBuilder {
             min_reports: 1,
             silence_s: 60,
             heartbeat_s: 10,
+            report_percent: 100.0,
             bad_release: None,
             corrupt_peers: 0.0,
             lying_peers: None,
@@ -202,6 +205,11 @@ impl ScenarioBuilder {
         self.max_failure_percent = max_failure_percent;
         self.silence_s = silence_s;
         self.heartbeat_s = heartbeat_s;
+        self
+    }
+
+    pub fn report_percent(mut self, percent: f64) -> Self {
+        self.report_percent = percent;
         self
     }
 
@@ -283,6 +291,7 @@ impl ScenarioBuilder {
         writeln!(t, "min_reports = {}", self.min_reports).unwrap();
         writeln!(t, "silence_s = {}", self.silence_s).unwrap();
         writeln!(t, "heartbeat_s = {}", self.heartbeat_s).unwrap();
+        writeln!(t, "report_percent = {:?}", self.report_percent).unwrap();
         writeln!(t, "waves = [").unwrap();
         for (name, pct, bake) in &self.waves {
             writeln!(
