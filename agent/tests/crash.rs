@@ -1,6 +1,7 @@
 //! The crash campaign (issue 8): the real `waveguard` binary as an agent
 //! process, SIGKILLed at seeded-random moments while it downloads a release,
-//! while its install hook runs and while its rollback hook runs, and
+//! while its install hook runs, while its rollback hook runs and while it
+//! removes the data of releases the vendor withdrew (store compaction), and
 //! restarted on the same data directory each time. After every kill and
 //! restart the test checks what a crash must never break:
 //!
@@ -13,15 +14,19 @@
 //!   its one artifact hashes to the published artifact of the version its
 //!   directory is named for, and that version is the old or the new one.
 //!
+//! After the compaction kills, the store holds exactly the chunks and chunk
+//! lists of the releases still published.
+//!
 //! `WG_CRASH_KILLS` (default 12) sets the number of kills, split about
-//! 2:1:1 between download, install and rollback; `WG_CRASH_SEED` repeats a
+//! 2:1:1:1 between download, install, rollback and compaction; `WG_CRASH_SEED` repeats a
 //! run (the seed is printed). The agent's own download limit stretches the
 //! download so kills land mid-transfer.
 
 mod daemons;
 
 use daemons::{
-    arg, check_chunk_files, installed, run_seeder, state_of, Daemon, Node, Published, Rng, Vendor,
+    arg, check_chunk_files, chunk_file, installed, run_seeder, state_of, Daemon, Node, Published,
+    Rng, Vendor,
 };
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -168,14 +173,17 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
         .and_then(|k| k.parse().ok())
         .unwrap_or(12);
     assert!(
-        kills >= 3,
-        "WG_CRASH_KILLS must be at least 3 (one per phase)"
+        kills >= 4,
+        "WG_CRASH_KILLS must be at least 4 (one per phase)"
     );
     let mut rng = Rng::from_env("WG_CRASH_SEED");
-    let k_install = kills / 4;
-    let k_rollback = kills / 4;
-    let k_download = kills - k_install - k_rollback;
-    println!("kills: {k_download} download, {k_install} install, {k_rollback} rollback");
+    let k_install = kills / 5;
+    let k_rollback = kills / 5;
+    let k_compact = kills / 5;
+    let k_download = kills - k_install - k_rollback - k_compact;
+    println!(
+        "kills: {k_download} download, {k_install} install, {k_rollback} rollback, {k_compact} compaction"
+    );
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let vendor = Vendor::new(&tmp.path().join("vendor"));
@@ -295,7 +303,7 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
     let v3 = vendor.publish(PRODUCT, "3.0.0", &rng.bytes(300 * 1024));
     lists.insert(v3.release.clone(), v3.chunks.clone());
     seed_daemon.kill();
-    let _seed_daemon = start_seeder(2);
+    seed_daemon = start_seeder(2);
     for k in 0..k_rollback {
         let before = subject.hook_count("rollback 3.0.0");
         subject.start();
@@ -322,6 +330,97 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
         "2.0.0 still runs: {final_status:?}"
     );
     subject.kill();
+
+    // --- Compaction: 1.0.0 and 3.0.0 withdrawn; kill while their data is removed. ---
+    vendor.unpublish(PRODUCT, "1.0.0");
+    vendor.unpublish(PRODUCT, "3.0.0");
+    seed_daemon.kill();
+    let _seed_daemon = start_seeder(3);
+    let withdrawn: Vec<[u8; 32]> = v1.chunks.iter().chain(&v3.chunks).copied().collect();
+    let left = |data: &Path| {
+        withdrawn
+            .iter()
+            .filter(|c| chunk_file(data, c).exists())
+            .count()
+    };
+    let (mut done_compact, mut mid_forget) = (0, 0);
+    for k in 0..k_compact {
+        let before = left(&data);
+        if before == 0 {
+            println!("compaction finished before kill {k}");
+            break;
+        }
+        // A removal of a few dozen chunks takes about a hundred milliseconds (one store
+        // flush per chunk), too short to aim at by time: the kill instead comes once the
+        // number of withdrawn chunk files still there drops to a random `target`, so it
+        // lands part-way through (or, at 0, between the last chunk and the chunk lists).
+        let target = rng.millis(0, before as u64 - 1).as_millis() as usize;
+        subject.start();
+        // The first run retires them when the new metadata arrives; a later one finds the
+        // chunk lists a cut-off removal left behind as soon as it starts.
+        let started = Instant::now();
+        while left(&data) > target {
+            assert!(
+                started.elapsed() < PHASE_LIMIT,
+                "compaction kill {k}: the removal never got below {target} chunks; log:\n{}",
+                subject.log()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        subject.kill();
+        done_compact += 1;
+        assert_eq!(
+            check_after_kill(&data, &[&v2]).as_deref(),
+            Some("2.0.0"),
+            "2.0.0 stays current through compaction kill {k}"
+        );
+        let after = left(&data);
+        if after > 0 && after < before {
+            mid_forget += 1;
+        }
+        outcomes.push(format!(
+            "compaction kill {k}: {before} -> {after} of {} withdrawn chunks left (aimed at {target})",
+            withdrawn.len()
+        ));
+    }
+    // Unkilled runs finish the job: the chunks go, then the chunk lists (last, so that a
+    // run cut off before them is found out at the next start and redoes the removal).
+    let mut stored_lists: Vec<String> = Vec::new();
+    for attempt in 0..5 {
+        subject.start();
+        subject.wait(
+            PHASE_LIMIT,
+            "the withdrawn releases' chunks removed",
+            |_| (left(&data) == 0).then_some(()),
+        );
+        subject.wait(PHASE_LIMIT, "every retirement of this run finished", |s| {
+            let log = s.log();
+            (log.matches("Retired").count() <= log.matches("its stored data removed").count())
+                .then_some(())
+        });
+        subject.kill();
+        let store = waveguard_agent::store::Store::open(&data).expect("the store opens");
+        stored_lists = store
+            .chunk_lists()
+            .expect("chunk lists")
+            .into_iter()
+            .map(|(id, _)| id.to_hex())
+            .collect();
+        if stored_lists == std::slice::from_ref(&v2.release) {
+            break;
+        }
+        println!("after final run {attempt}: chunk lists {stored_lists:?}; once more");
+    }
+    assert_eq!(
+        stored_lists,
+        std::slice::from_ref(&v2.release),
+        "only 2.0.0's chunk list is left"
+    );
+    let final_run = subject.log();
+    assert!(
+        !final_run.contains("could not remove"),
+        "a removal failed:\n{final_run}"
+    );
 
     // --- No chunk held before a kill was requested again after it. ---
     let mut held: HashSet<String> = HashSet::new();
@@ -359,10 +458,19 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
     );
     // The logs really were read: chunks were requested and stored.
     assert!(requests >= expected.len(), "{requests} requests");
-    assert_eq!(check_chunk_files(&data), expected.len());
+    // Compaction left exactly the published release's chunks.
+    assert_eq!(check_chunk_files(&data), v2.chunks.len());
+    for c in &v2.chunks {
+        assert!(
+            chunk_file(&data, c).exists(),
+            "2.0.0 chunk {}",
+            hex::encode(c)
+        );
+    }
 
     println!(
-        "crash campaign: {done_download} download, {k_install} install, {k_rollback} rollback kills; \
+        "crash campaign: {done_download} download, {k_install} install, {k_rollback} rollback, \
+         {done_compact} compaction kills ({mid_forget} of them with the removal part-way); \
          {} agent runs, {requests} chunk requests, {} chunks stored once each; took {:?}",
         subject.runs.logs.len(),
         expected.len(),

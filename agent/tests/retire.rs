@@ -7,17 +7,14 @@
 
 mod daemons;
 
-use daemons::{arg, check_chunk_files, cli, installed, run_seeder, Daemon, Node, Rng, Vendor};
+use daemons::{
+    arg, check_chunk_files, chunk_file, installed, run_seeder, Daemon, Node, Rng, Vendor,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const HALF: usize = 1 << 20;
-
-fn chunk_file(data: &std::path::Path, hash: &[u8; 32]) -> std::path::PathBuf {
-    let hex = hex::encode(hash);
-    data.join("chunks").join(&hex[..2]).join(hex)
-}
 
 #[test]
 fn an_unpublished_release_leaves_the_agents_store_and_shared_chunks_stay() {
@@ -51,18 +48,7 @@ fn an_unpublished_release_leaves_the_agents_store_and_shared_chunks_stay() {
     // The vendor moves on: 2.0 out, 1.0 withdrawn; the seeder restarts on the new metadata.
     seed.kill();
     let new = vendor.publish("acme", "2.0", &new_bytes);
-    let out = cli(&[
-        "unpublish",
-        "--repo",
-        arg(&vendor.repo),
-        "--product",
-        "acme",
-        "--version",
-        "1.0",
-        "--key",
-        arg(&vendor.key),
-    ]);
-    assert!(out.contains("unpublished acme/1.0"), "{out}");
+    vendor.unpublish("acme", "1.0");
     seed = run_seeder(&seeder, &vendor, &seeder_config, 2, LIMIT);
     a_daemon.kill();
     a_daemon = start_a(2);

@@ -642,7 +642,8 @@ fn a_bad_release_halts_in_the_first_wave_on_its_report_sample() {
 #[test]
 fn a_report_sample_too_small_for_the_gate_is_refused_by_name() {
     let scenario = bad_release("probe").report_percent(0.01).build();
-    let err = waveguard_sim::run::run(&scenario, None).expect_err("a canary wave nobody reports for");
+    let err =
+        waveguard_sim::run::run(&scenario, None).expect_err("a canary wave nobody reports for");
     let text = err.to_string();
     assert!(
         text.contains("wave 0 (canary)") && text.contains("report sample"),

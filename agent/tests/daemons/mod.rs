@@ -205,6 +205,31 @@ impl Vendor {
             chunks: list.chunks.iter().map(|c| c.hash).collect(),
         }
     }
+
+    /// Withdraws `product version` from the targets metadata (`unpublish`).
+    pub fn unpublish(&self, product: &str, version: &str) {
+        let out = cli(&[
+            "unpublish",
+            "--repo",
+            arg(&self.repo),
+            "--product",
+            product,
+            "--version",
+            version,
+            "--key",
+            arg(&self.key),
+        ]);
+        assert!(
+            out.contains(&format!("unpublished {product}/{version}")),
+            "{out}"
+        );
+    }
+}
+
+/// Where the store keeps a chunk's file.
+pub fn chunk_file(data: &Path, hash: &[u8; 32]) -> PathBuf {
+    let hex = hex::encode(hash);
+    data.join("chunks").join(&hex[..2]).join(hex)
 }
 
 /// Writes a key with `keygen` and returns its PeerId.
