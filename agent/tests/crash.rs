@@ -354,7 +354,11 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
         // flush per chunk), too short to aim at by time: the kill instead comes once the
         // number of withdrawn chunk files still there drops to a random `target`, so it
         // lands part-way through (or, at 0, between the last chunk and the chunk lists).
-        let target = rng.millis(0, before as u64 - 1).as_millis() as usize;
+        // Steps average the chunks left over the kills left, so every kill has some.
+        let kills_left = k_compact - k;
+        let most = (2 * before / (kills_left + 1)).clamp(1, before);
+        let step = rng.millis(1, most as u64).as_millis() as usize;
+        let target = before - step;
         subject.start();
         // The first run retires them when the new metadata arrives; a later one finds the
         // chunk lists a cut-off removal left behind as soon as it starts.
