@@ -3,8 +3,9 @@
 //! action happens.
 
 use super::stats::Kind;
-use super::{BadMode, Event, HaveLie, HealthLie, InstallRecord, InvariantViolation, Mesh};
+use super::{BadMode, Event, HaveLie, HealthLie, InstallRecord, InvariantViolation, Mesh, Payload};
 use serde_bytes::ByteBuf;
+use std::sync::Arc;
 use waveguard_protocol::chunk::{hash, ChunkHash};
 use waveguard_protocol::fetch::Bitfield;
 use waveguard_protocol::health::report::{peek_release, sign_report, HealthReport, HealthStatus};
@@ -72,15 +73,24 @@ impl Mesh {
                     };
                     let from = self.nodes[i].engine.id();
                     let len = data.len();
-                    let input = Input::Response {
-                        from,
-                        request_id: their_id,
-                        data,
+                    let input = match self.shared_chunk(kind, &data) {
+                        Some(data) => Payload::Chunk {
+                            from,
+                            request_id: their_id,
+                            data,
+                        },
+                        None => Payload::Input(Input::Response {
+                            from,
+                            request_id: their_id,
+                            data,
+                        }),
                     };
-                    self.send(i, requester, len, kind, input, Some((requester, their_id)));
+                    let on_loss = Some((requester, their_id));
+                    self.send_payload(i, requester, len, kind, input, on_loss);
                 }
             }
             Output::LoadChunk { token, hash: h, .. } => {
+                self.nodes[i].loading.insert(token, h);
                 let data = self.nodes[i]
                     .store
                     .contains(&h)
@@ -229,6 +239,18 @@ impl Mesh {
     /// as route `route`): its own `Have` claims every chunk. A `Have` sent to a
     /// liar is remembered with its release, so that the liar's answer can claim
     /// every chunk of it too.
+    /// The shared bytes for a response the engine being fed sends for the chunk it
+    /// has just loaded, if `data` is exactly that chunk's response (anything else,
+    /// say a corrupted copy, travels as it is).
+    fn shared_chunk(&mut self, kind: Kind, data: &[u8]) -> Option<Arc<[u8]>> {
+        let h = self.serving.filter(|_| kind == Kind::Chunk)?;
+        let content = self.content.get(&h)?;
+        let encoded = self.encoded_chunks.entry(h).or_insert_with(|| {
+            Arc::from(Response::Chunk(ByteBuf::from(content.to_vec())).encode())
+        });
+        (encoded[..] == *data).then(|| encoded.clone())
+    }
+
     fn have_lies(&mut self, i: usize, j: usize, route: u64, data: Vec<u8>) -> Vec<u8> {
         let liar_sends = self.nodes[i].have_lie.is_some();
         let liar_answers = self.nodes[j].have_lie.is_some();

@@ -148,6 +148,8 @@ impl Mesh {
         };
         n.engine = Node::new(n.key.clone(), trust, n.node_config.clone(), now);
         n.next_wake = None;
+        // Loads the old process asked for are answered to nobody.
+        n.loading.clear();
         let mut held: Vec<ChunkHash> = n.store.iter().copied().collect();
         held.sort();
         let lists: Vec<(ReleaseId, Vec<u8>)> =

@@ -109,11 +109,43 @@ pub struct InstallRecord {
     pub at: Timestamp,
 }
 
+/// What a transfer carries to its receiver's engine.
+enum Payload {
+    /// An input as the sender produced it.
+    Input(Input),
+    /// A chunk response, whose bytes are shared with every other response in flight
+    /// that carries the same chunk (they are byte for byte the same): thousands of
+    /// transfers in flight would otherwise each hold a copy, most of the simulator's
+    /// memory (docs/benchmarks.md). The engine gets its own copy on delivery.
+    Chunk {
+        from: NodeId,
+        request_id: u64,
+        data: Arc<[u8]>,
+    },
+}
+
+impl Payload {
+    fn into_input(self) -> Input {
+        match self {
+            Payload::Input(input) => input,
+            Payload::Chunk {
+                from,
+                request_id,
+                data,
+            } => Input::Response {
+                from,
+                request_id,
+                data: data.to_vec(),
+            },
+        }
+    }
+}
+
 /// A message or transfer in flight, delivered when its flow completes.
 struct Transfer {
     from: usize,
     to: usize,
-    input: Input,
+    input: Payload,
     /// Who must hear `RequestFailed` if the transfer is lost: (node, its request id).
     on_loss: Option<(usize, u64)>,
 }
@@ -192,6 +224,8 @@ struct SimNode {
     clock_offset_ms: i64,
     /// Chunks held; their bytes live in the mesh's shared content table.
     store: HashSet<ChunkHash>,
+    /// Chunk loads asked for and not yet answered: which chunk each token is.
+    loading: HashMap<u64, ChunkHash>,
     /// Chunks of the tracked release held.
     tracked_held: u32,
     staged: BTreeMap<ReleaseId, [u8; 32]>,
@@ -243,6 +277,11 @@ pub struct Mesh {
     flows: Flows<Transfer>,
     /// Verified chunk bytes, shared by every node that holds them.
     content: HashMap<ChunkHash, Arc<[u8]>>,
+    /// Each chunk's `Response::Chunk` encoding, made once and shared by every
+    /// response in flight that carries it (see [`Payload::Chunk`]).
+    encoded_chunks: HashMap<ChunkHash, Arc<[u8]>>,
+    /// The chunk whose load the engine being fed is answering, if it is one.
+    serving: Option<ChunkHash>,
     /// Assembled artifacts by the hash of their chunk sequence: (length, blake3).
     assembled: HashMap<[u8; 32], (u64, [u8; 32])>,
     /// What the seeder published, for bundle imports: (metadata, release, chunk list, chunk hashes).
@@ -328,6 +367,7 @@ impl Mesh {
                 have_lie: None,
                 clock_offset_ms: 0,
                 store: HashSet::new(),
+                loading: HashMap::new(),
                 tracked_held: 0,
                 staged: BTreeMap::new(),
                 neighbours: BTreeSet::new(),
@@ -375,6 +415,8 @@ impl Mesh {
             router,
             flows,
             content: HashMap::new(),
+            encoded_chunks: HashMap::new(),
+            serving: None,
             assembled: HashMap::new(),
             published: Vec::new(),
             tracked: None,
@@ -532,13 +574,23 @@ impl Mesh {
 
     /// Hands one input to a live node's engine and carries out what it asks.
     fn feed(&mut self, node: usize, input: Input) -> Result<(), InvariantViolation> {
+        let serving = match &input {
+            Input::ChunkLoaded { token, data } => self.nodes[node]
+                .loading
+                .remove(token)
+                .filter(|_| data.is_some()),
+            _ => None,
+        };
         if self.nodes[node].dead || self.nodes[node].offline {
             return Ok(());
         }
         self.trace_event(node, input_kind(&input));
         let now = self.local_time(node, self.now);
+        self.serving = serving;
         self.nodes[node].engine.handle_input(now, input);
-        self.drain(node)
+        let drained = self.drain(node);
+        self.serving = None;
+        drained
     }
 
     fn trace_event(&mut self, node: usize, kind: &str) {

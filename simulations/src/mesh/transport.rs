@@ -3,7 +3,7 @@
 //! only), losses, and gossip along the gossipsub mesh model.
 
 use super::stats::Kind;
-use super::{Control, Event, InvariantViolation, Mesh, Transfer};
+use super::{Control, Event, InvariantViolation, Mesh, Payload, Transfer};
 use crate::network::flows::{FlowId, ResourceId};
 use crate::network::gossip::Send as GossipSend;
 use crate::network::topology::Topology;
@@ -114,6 +114,19 @@ impl Mesh {
         input: Input,
         on_loss: Option<(usize, u64)>,
     ) {
+        self.send_payload(a, b, bytes, kind, Payload::Input(input), on_loss);
+    }
+
+    /// [`Mesh::send`] of a payload.
+    pub(super) fn send_payload(
+        &mut self,
+        a: usize,
+        b: usize,
+        bytes: usize,
+        kind: Kind,
+        input: Payload,
+        on_loss: Option<(usize, u64)>,
+    ) {
         self.stats.sent(a, kind, bytes);
         let (sa, sb) = (self.topology.site_of(a), self.topology.site_of(b));
         if sa != sb {
@@ -127,6 +140,7 @@ impl Mesh {
         // other messages only when bulky.
         if kind != Kind::Chunk && bytes < FLOW_MIN_BYTES {
             let at = self.later(self.topology.latency_ms(a, b));
+            let input = input.into_input();
             self.queue.push(at, Event::Deliver { to: b, input });
             return;
         }
@@ -193,7 +207,7 @@ impl Mesh {
                 at,
                 Event::Deliver {
                     to: t.to,
-                    input: t.input,
+                    input: t.input.into_input(),
                 },
             );
         } else {
