@@ -216,6 +216,10 @@ pub struct TrafficView {
     pub down_rate: u64,
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// One release on this node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseView {
@@ -231,6 +235,11 @@ pub struct ReleaseView {
     pub since: Option<Timestamp>,
     /// This node's wave (0 is the first canary wave).
     pub wave: u32,
+    /// Whether this node is in the release's report sample, so sends health reports
+    /// (`true` for every node of a release without a sample, and when read from an
+    /// older agent's answer, which had no sample).
+    #[serde(default = "yes")]
+    pub reports: bool,
     /// Chunks stored here.
     pub chunks_stored: u32,
     /// Chunks in the release (0 until the chunk list is known).
@@ -404,6 +413,7 @@ impl ReleaseView {
             state: r.state.name().to_string(),
             since,
             wave: r.wave,
+            reports: r.reports,
             chunks_stored: r.chunks_stored,
             chunks_total: r.chunks_total,
             waves,

@@ -41,6 +41,7 @@ impl ReleaseBuilder {
             version: "1.0.0".to_string(),
             state: RolloutState::Fetching,
             wave: 1,
+            reports: true,
             chunks_stored: 3,
             chunks_total: 12,
             waves: vec![
@@ -59,6 +60,12 @@ impl ReleaseBuilder {
 
     fn halt(mut self, reason: HaltReason) -> Self {
         self.0.halt = Some(reason);
+        self
+    }
+
+    /// Outside the release's report sample.
+    fn unsampled(mut self) -> Self {
+        self.0.reports = false;
         self
     }
 
@@ -380,6 +387,35 @@ fn a_release_without_the_newer_fields_still_reads() {
     // No `this_node` either, so no row is marked.
     let row = "\n    0            0          0        0       2       0  failed\n";
     assert!(text.contains(row), "{text}");
+}
+
+#[test]
+fn status_says_when_this_node_is_outside_the_report_sample() {
+    let node = NodeStatus {
+        releases: vec![ReleaseBuilder::new("acme", 4).unsampled().build()],
+        ..sample_status()
+    };
+    let status = StatusView::of(&NODE, Some(&node), &Counters::default(), &[]);
+    assert!(!status.releases[0].reports);
+    let text = status::StatusReport { status }.to_string();
+    assert!(
+        text.contains("this node in wave 1 (outside the report sample: sends no health reports)\n"),
+        "{text}"
+    );
+    // An older agent's answer has no `reports`: it had no sample, so every node reported.
+    let mut json = serde_json::to_value(StatusView::of(
+        &NODE,
+        Some(&node),
+        &Counters::default(),
+        &[],
+    ))
+    .unwrap();
+    json["releases"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("reports");
+    let old: StatusView = serde_json::from_value(json).unwrap();
+    assert!(old.releases[0].reports);
 }
 
 #[test]

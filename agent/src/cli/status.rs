@@ -313,8 +313,14 @@ fn write_release(f: &mut fmt::Formatter<'_>, r: &ReleaseView) -> fmt::Result {
         write!(f, " since {t}")?;
     }
     match r.waves.iter().find(|w| w.wave == r.wave).map(wave_label) {
-        Some(label) => writeln!(f, ", this node in wave {label}")?,
-        None => writeln!(f, ", this node in wave {}", r.wave)?,
+        Some(label) => write!(f, ", this node in wave {label}")?,
+        None => write!(f, ", this node in wave {}", r.wave)?,
+    }
+    // Worth saying only when it does not: then its health is not watched.
+    if r.reports {
+        writeln!(f)?;
+    } else {
+        writeln!(f, " (outside the report sample: sends no health reports)")?;
     }
     if r.chunks_total == 0 {
         writeln!(

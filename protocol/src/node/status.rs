@@ -6,7 +6,7 @@ use crate::health::gate::{evaluate, WaveHealth};
 use crate::id::NodeId;
 use crate::id::ReleaseId;
 use crate::rollout::{HaltReason, RolloutState};
-use crate::wave::{wave_of, WavePin};
+use crate::wave::{reports_health, wave_of, WavePin};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -23,6 +23,9 @@ pub struct ReleaseStatus {
     pub state: RolloutState,
     /// This node's wave.
     pub wave: u32,
+    /// Whether this node is in the release's report sample, so sends health
+    /// reports (every node is when the policy has no sample).
+    pub reports: bool,
     /// Chunks stored here.
     pub chunks_stored: u32,
     /// Chunks in the release (0 until the chunk list is known).
@@ -71,6 +74,12 @@ impl Node {
                 version: t.release.info.version.clone(),
                 state: t.state.clone(),
                 wave: t.wave,
+                reports: reports_health(
+                    t.release.policy(),
+                    &t.release.id,
+                    &self.id,
+                    self.config.pin,
+                ),
                 chunks_stored: t.stored.as_ref().map_or(0, |s| s.count()),
                 chunks_total: t.list.as_ref().map_or(0, |l| l.chunks.len() as u32),
                 waves: (0..t.release.policy().waves.len())
