@@ -568,7 +568,7 @@ impl Node {
     }
 
     /// Signs, records and broadcasts this node's status for a release, if
-    /// the node is in the release's report sample (11.1); a node outside it
+    /// the node is in the release's report sample (spec 10 step 4); a node outside it
     /// installs, probes and rolls back all the same, but says nothing.
     fn report(&mut self, id: ReleaseId, status: HealthStatus) {
         let now = self.now;
