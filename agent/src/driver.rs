@@ -1257,12 +1257,17 @@ impl Driver {
                     }
                 });
             }
-            Output::Ban { peer, reason } => {
-                warn!(%peer, %reason, "banning peer");
+            Output::Ban {
+                peer,
+                reason,
+                until,
+            } => {
+                warn!(%peer, %reason, %until, "banning peer");
                 let score = self.net.peer_score(&peer).map(|s| s.floor() as i64);
-                // As long as the engine's own ban: until the agent restarts.
-                self.record_ban(peer, reason, score, None);
-                if let Err(e) = self.net.ban(peer) {
+                // As long as the engine's own ban, which the engine lifts at `until` too.
+                let length = std::time::Duration::from_millis(until.millis_since(now()));
+                self.record_ban(peer, reason, score, Some(length));
+                if let Err(e) = self.net.ban_for(peer, Some(length)) {
                     debug!(%e, "ban");
                 }
             }

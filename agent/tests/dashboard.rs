@@ -183,7 +183,10 @@ fn status_shows_when_each_ban_ends() {
     let view = StatusView::of(&NodeId([3; 32]), None, &counters, &[]);
     let bans = &view.counters.recent_bans;
     assert_eq!((bans[0].at_ms, bans[0].until_ms), (1_000, Some(601_000)));
-    assert_eq!(bans[1].until_ms, None, "an engine ban lasts until restart");
+    assert_eq!(
+        bans[1].until_ms, None,
+        "a ban without an end (an older agent's engine ban)"
+    );
     assert_eq!(view.counters.bans_lifted, 2);
     let json = serde_json::to_value(&view).unwrap();
     assert_eq!(json["counters"]["recent_bans"][0]["until_ms"], 601_000);

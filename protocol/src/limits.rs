@@ -261,6 +261,12 @@ pub const BENCH_MS: u64 = 2 * REQUEST_TIMEOUT_MS;
 /// oldest ban when full loses nothing an attacker could not get anyway by
 /// minting a new key.
 pub const MAX_BANS: usize = 4096;
+/// How long the engine bans a peer, in milliseconds: an hour. Long enough
+/// that a liar or forger costs its victim one bad message an hour, short
+/// enough that a peer banned for a fault it has since fixed (a disk that
+/// corrupted a chunk, metadata far behind the fleet's) is heard again without
+/// anyone restarting anything. A peer that misbehaves again is banned again.
+pub const BAN_MS: u64 = 3_600_000;
 /// Longest ban reason kept, in bytes; longer ones are cut at a character
 /// boundary. Reasons are our own sentences, but they quote error messages
 /// that may hold peer data; 512 bytes fits a sentence with a few 64-digit

@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 use waveguard_protocol::chunk::ChunkList;
 use waveguard_protocol::chunker::chunk_bytes;
 use waveguard_protocol::fetch::{Bandwidth, Bitfield};
-use waveguard_protocol::limits::{DOWNLOAD_WINDOW_MS, MAX_WAITING_REQUESTS, MAX_WAIT_MS};
+use waveguard_protocol::limits::{BAN_MS, DOWNLOAD_WINDOW_MS, MAX_WAITING_REQUESTS, MAX_WAIT_MS};
 use waveguard_protocol::metadata::build::{
     new_root, release_target, sign_document, Expiries, Repository, RoleSigners, RoleSpec, RootSpec,
 };
@@ -258,6 +258,15 @@ fn a_malformed_request_gets_not_found() {
 /// Walks one node through discovery with a single peer that answers every
 /// request, corrupting chunk `bad` if given. Returns every output seen.
 fn fetch_from(f: &Fixture, bad: Option<u32>, lose_first_chunk_once: bool) -> Vec<Output> {
+    fetch_with(f, bad, lose_first_chunk_once).1
+}
+
+/// [`fetch_from`], also giving back the node and its time at the end.
+fn fetch_with(
+    f: &Fixture,
+    bad: Option<u32>,
+    lose_first_chunk_once: bool,
+) -> (Node, Vec<Output>, Timestamp) {
     let mut n = node(f);
     let p = peer(2);
     let full = {
@@ -337,7 +346,7 @@ fn fetch_from(f: &Fixture, bad: Option<u32>, lose_first_chunk_once: bool) -> Vec
             seen.push(o);
         }
     }
-    seen
+    (n, seen, now)
 }
 
 #[test]
@@ -381,6 +390,50 @@ fn a_peer_that_sends_one_corrupt_chunk_is_banned_at_once() {
     assert!(!out[ban_at..]
         .iter()
         .any(|o| matches!(o, Output::SendRequest { to, .. } if *to == peer(2))));
+}
+
+#[test]
+fn a_ban_ends_after_ban_ms_and_the_peer_is_a_peer_again() {
+    let f = fixture();
+    let (mut n, out, now) = fetch_with(&f, Some(2), false);
+    let until = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Ban { peer: p, until, .. } if *p == peer(2) => Some(*until),
+            _ => None,
+        })
+        .expect("banned for the corrupt chunk");
+    let banned_at = until.as_millis() - BAN_MS;
+    assert!(
+        banned_at <= now.as_millis(),
+        "the ban ends BAN_MS after it began"
+    );
+    let lifted = |out: &[Output]| {
+        out.iter().any(
+            |o| matches!(o, Output::Event(NodeEvent::PeerUnbanned { peer: p }) if *p == peer(2)),
+        )
+    };
+    // A minute before its end it still holds: a reconnection is ignored.
+    let before = Timestamp(until.as_millis() - 60_000);
+    n.handle_input(before, Input::PeerConnected(peer(2)));
+    let out = drain(&mut n, before);
+    assert!(!lifted(&out));
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::SendRequest { to, .. } if *to == peer(2))));
+    assert_eq!(n.status().banned, 1);
+    // At its end it is lifted, and the peer, connecting again, is asked as any peer is.
+    n.handle_input(until, Input::Tick);
+    let out = drain(&mut n, until);
+    assert!(lifted(&out), "no PeerUnbanned at the ban's end");
+    assert_eq!(n.status().banned, 0);
+    n.handle_input(until, Input::PeerConnected(peer(2)));
+    let out = drain(&mut n, until);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::SendRequest { to, .. } if *to == peer(2))),
+        "the unbanned peer is not talked to: {out:?}"
+    );
 }
 
 #[test]

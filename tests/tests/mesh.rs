@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use waveguard_agent::store::{CheckDepth, Store};
 use waveguard_agent::testbed::{chunks_stored, counters, AgentSpec, ReleaseSpec, Testbed};
+use waveguard_protocol::limits::BAN_MS;
 
 fn release(size: u64, chunk_avg: &str) -> ReleaseSpec {
     ReleaseSpec {
@@ -110,6 +111,15 @@ async fn an_agent_serving_corrupt_chunks_is_banned_by_each_peer_at_its_first_bad
             c.chunks_rejected
         );
         assert!(c.peers_banned >= 1, "agent {i} banned nobody");
+        // The engine's ban lasts an hour (BAN_MS), and the network layer holds it as long.
+        let ban = c.recent_bans.back().expect("the liar's ban is recorded");
+        let until = ban.until.expect("an engine ban has an end");
+        // `until` is the engine's ban time plus BAN_MS, `at` the driver's clock a moment later.
+        let length = until.millis_since(ban.at);
+        assert!(
+            (BAN_MS - 10_000..=BAN_MS).contains(&length),
+            "agent {i}: the liar is banned for {length} ms, not {BAN_MS}"
+        );
         let bytes = bed.staged_bytes(i, &published.release).unwrap();
         assert_eq!(
             *blake3::hash(&bytes).as_bytes(),

@@ -73,6 +73,24 @@ impl PeerBook {
         Some(ban)
     }
 
+    /// Lifts every ban imposed (or last renewed) at or before `cutoff`, oldest
+    /// first, and returns those peers.
+    pub fn expire(&mut self, cutoff: Timestamp) -> Vec<NodeId> {
+        let mut lifted = Vec::new();
+        while let Some((&seq, &peer)) = self.order.first_key_value() {
+            // Bans enter `order` as they are imposed, so the first is the oldest, as long as
+            // the caller's clock does not run back; a later one imposed "earlier" just waits.
+            match self.bans.get(&peer) {
+                Some((_, ban)) if ban.since > cutoff => break,
+                _ => {}
+            }
+            self.order.remove(&seq);
+            self.bans.remove(&peer);
+            lifted.push(peer);
+        }
+        lifted
+    }
+
     /// Whether `peer` is banned.
     pub fn is_banned(&self, peer: &NodeId) -> bool {
         self.bans.contains_key(peer)
@@ -125,6 +143,24 @@ mod tests {
 
     mod bans {
         use super::*;
+
+        #[test]
+        fn bans_end_oldest_first_and_a_renewal_starts_over() {
+            let mut book = PeerBook::new();
+            book.ban(peer(1), "a", Timestamp(10));
+            book.ban(peer(2), "b", Timestamp(20));
+            book.ban(peer(3), "c", Timestamp(30));
+            // Renewed: now the newest, imposed at 40.
+            book.ban(peer(1), "a again", Timestamp(40));
+            assert!(book.expire(Timestamp(9)).is_empty());
+            assert_eq!(book.expire(Timestamp(20)), vec![peer(2)]);
+            assert!(!book.is_banned(&peer(2)));
+            assert_eq!(book.expire(Timestamp(39)), vec![peer(3)]);
+            assert!(book.is_banned(&peer(1)), "its renewal counts from 40");
+            assert_eq!(book.expire(Timestamp(40)), vec![peer(1)]);
+            assert!(book.is_empty());
+            assert_eq!(book.banned().count(), 0);
+        }
 
         #[test]
         fn ban_is_remembered_with_reason_and_time() {

@@ -264,12 +264,15 @@ pub enum Output {
         /// The release.
         release: ReleaseId,
     },
-    /// Disconnect from a peer and refuse it from now on.
+    /// Disconnect from a peer and refuse it until `until` ([`crate::limits::BAN_MS`]
+    /// from now); the engine itself takes it back as a peer from then on.
     Ban {
         /// The peer.
         peer: NodeId,
         /// Why.
         reason: String,
+        /// When the ban ends (on the engine's clock).
+        until: Timestamp,
     },
     /// Something worth logging or showing.
     Event(NodeEvent),
@@ -330,6 +333,11 @@ pub enum NodeEvent {
         peer: NodeId,
         /// Why.
         reason: String,
+    },
+    /// A peer's ban ended ([`crate::limits::BAN_MS`] after it was imposed).
+    PeerUnbanned {
+        /// The peer.
+        peer: NodeId,
     },
     /// A chunk in our own store no longer matches its hash; it was dropped and will be fetched again.
     StoreCorrupt {

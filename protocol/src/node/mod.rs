@@ -364,6 +364,7 @@ impl Node {
 
     /// Everything time-driven: expire requests, issue new ones, open waves, probe, check gates.
     fn step(&mut self) {
+        self.lift_bans();
         self.retire_unlisted();
         self.expire_requests();
         self.serve_waiting();
@@ -514,6 +515,18 @@ impl Node {
         }
     }
 
+    /// Ends the bans imposed [`crate::limits::BAN_MS`] ago or more. The driver's
+    /// ban (`Output::Ban::until`) ends at the same time on its own, so the peer may
+    /// connect again; it is a peer like any other once it does.
+    fn lift_bans(&mut self) {
+        let Some(cutoff) = self.now.as_millis().checked_sub(crate::limits::BAN_MS) else {
+            return;
+        };
+        for peer in self.book.expire(Timestamp(cutoff)) {
+            self.event(NodeEvent::PeerUnbanned { peer });
+        }
+    }
+
     fn ban(&mut self, peer: NodeId, reason: String) {
         if self.book.is_banned(&peer) {
             return;
@@ -530,6 +543,7 @@ impl Node {
         self.outputs.push_back(Output::Ban {
             peer,
             reason: reason.clone(),
+            until: self.now.plus_millis(crate::limits::BAN_MS),
         });
         self.event(NodeEvent::PeerBanned { peer, reason });
     }
