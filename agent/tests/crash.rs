@@ -279,15 +279,26 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
     lists.insert(v2.release.clone(), v2.chunks.clone());
     seed_daemon.kill();
     seed_daemon = start_seeder(1);
+    let mut done_install = 0;
     for k in 0..k_install {
         let before = subject.hook_count("install 2.0.0");
         subject.start();
-        subject.wait(PHASE_LIMIT, "2.0.0's install hook to start", |s| {
-            (s.hook_count("install 2.0.0") > before).then_some(())
+        // A kill that the loaded machine delayed past the activate hook found the install
+        // done: the restart then has nothing to install, and this phase is over.
+        let hook_ran = subject.wait(PHASE_LIMIT, "2.0.0's install hook to start", |s| {
+            if s.hook_count("install 2.0.0") > before {
+                return Some(true);
+            }
+            matches!(s.state(&v2.release).as_deref(), Some("baking" | "healthy")).then_some(false)
         });
+        if !hook_ran {
+            println!("2.0.0 was installed before install kill {k}");
+            break;
+        }
         // Inside the install hook or the activate hook after it.
         std::thread::sleep(rng.millis(0, 2 * HOOK_SLEEP_SECS * 1000));
         subject.kill();
+        done_install += 1;
         let v = check_after_kill(&data, &[&v1, &v2]);
         assert!(v.is_some(), "a version is current after install kill {k}");
         outcomes.push(format!("install kill {k}: current {v:?}"));
@@ -304,14 +315,23 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
     lists.insert(v3.release.clone(), v3.chunks.clone());
     seed_daemon.kill();
     seed_daemon = start_seeder(2);
+    let mut done_rollback = 0;
     for k in 0..k_rollback {
         let before = subject.hook_count("rollback 3.0.0");
         subject.start();
-        subject.wait(PHASE_LIMIT, "3.0.0's rollback hook to start", |s| {
-            (s.hook_count("rollback 3.0.0") > before).then_some(())
+        let hook_ran = subject.wait(PHASE_LIMIT, "3.0.0's rollback hook to start", |s| {
+            if s.hook_count("rollback 3.0.0") > before {
+                return Some(true);
+            }
+            (s.state(&v3.release).as_deref() == Some("rolled-back")).then_some(false)
         });
+        if !hook_ran {
+            println!("3.0.0 was rolled back before rollback kill {k}");
+            break;
+        }
         std::thread::sleep(rng.millis(0, HOOK_SLEEP_SECS * 1000));
         subject.kill();
+        done_rollback += 1;
         let v = check_after_kill(&data, &[&v2, &v3]);
         assert!(v.is_some(), "a version is current after rollback kill {k}");
         outcomes.push(format!("rollback kill {k}: current {v:?}"));
@@ -473,7 +493,7 @@ fn sigkill_during_download_install_and_rollback_loses_nothing_and_mixes_nothing(
     }
 
     println!(
-        "crash campaign: {done_download} download, {k_install} install, {k_rollback} rollback, \
+        "crash campaign: {done_download} download, {done_install} install, {done_rollback} rollback, \
          {done_compact} compaction kills ({mid_forget} of them with the removal part-way); \
          {} agent runs, {requests} chunk requests, {} chunks stored once each; took {:?}",
         subject.runs.logs.len(),
