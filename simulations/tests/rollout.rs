@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{policy, run, setup, setup_with, waves_of, T0};
+use support::{check_halted_at_first_wave, policy, run, setup, setup_with, waves_of, T0};
 use waveguard_protocol::health::directive::DirectiveAction;
 use waveguard_protocol::node::Input;
 use waveguard_protocol::rollout::{HaltReason, RolloutState};
@@ -64,27 +64,7 @@ fn a_release_whose_probe_fails_halts_at_the_first_wave_everywhere() {
     let mut s = setup(7, 20, Some(4));
     s.mesh.mark_bad(s.release.id, BadMode::Probe);
     run(&mut s, policy().end().plus_secs(120));
-
-    let installs = s.mesh.installs();
-    assert!(!installs.is_empty(), "the canary wave installs");
-    assert!(
-        installs.iter().all(|r| r.wave == 0),
-        "installs outside the first wave: {installs:?}"
-    );
-    for rec in installs {
-        let state = s.mesh.node(rec.node).release_state(&s.release.id).cloned();
-        assert!(
-            matches!(state, Some(RolloutState::RolledBack { .. })),
-            "canary node {} is {state:?}",
-            rec.node
-        );
-    }
-    for i in 0..s.mesh.len() {
-        assert!(
-            s.mesh.knows_halt(i, &s.release.id),
-            "node {i} never learned of the halt"
-        );
-    }
+    check_halted_at_first_wave(&s);
 }
 
 #[test]

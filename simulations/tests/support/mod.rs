@@ -3,9 +3,10 @@
 #![allow(dead_code)]
 
 use waveguard_protocol::release::{HealthPolicy, RolloutPolicy, WaveSpec};
+use waveguard_protocol::rollout::RolloutState;
 use waveguard_protocol::wave::{wave_of, WavePin};
 use waveguard_protocol::{NodeId, Timestamp};
-use waveguard_sim::mesh::{Mesh, MeshConfig};
+use waveguard_sim::mesh::{InstallRecord, Mesh, MeshConfig};
 use waveguard_sim::sample::{SampleRelease, SampleVendor};
 
 pub const T0: Timestamp = Timestamp::from_secs(1_900_000_000);
@@ -94,6 +95,32 @@ pub fn waves_of(s: &Setup) -> Vec<usize> {
             )
         })
         .collect()
+}
+
+/// A bad release stopped at its first wave: some nodes installed, all of them in
+/// wave 0, each rolled back, and every node learned of the halt. The installs.
+pub fn check_halted_at_first_wave(s: &Setup) -> Vec<InstallRecord> {
+    let installs = s.mesh.installs().to_vec();
+    assert!(!installs.is_empty(), "the canary wave installs");
+    assert!(
+        installs.iter().all(|r| r.wave == 0),
+        "installs outside the first wave: {installs:?}"
+    );
+    for rec in &installs {
+        let state = s.mesh.node(rec.node).release_state(&s.release.id).cloned();
+        assert!(
+            matches!(state, Some(RolloutState::RolledBack { .. })),
+            "canary node {} is {state:?}",
+            rec.node
+        );
+    }
+    for i in 0..s.mesh.len() {
+        assert!(
+            s.mesh.knows_halt(i, &s.release.id),
+            "node {i} never learned of the halt"
+        );
+    }
+    installs
 }
 
 pub fn run(s: &mut Setup, until: Timestamp) {
