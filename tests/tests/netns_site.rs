@@ -23,8 +23,9 @@ const RELEASE_BYTES: u64 = 3 << 20;
 const CHUNK_AVG: &str = "256KiB";
 /// The WAN link's rate in each direction (3 MiB take about 6 s at this rate).
 const WAN_RATE: &str = "4mbit";
-/// Longest wait for the site's agents to find each other by mDNS.
-const MDNS_LIMIT: Duration = Duration::from_secs(15);
+/// Longest wait for the site's agents to find each other by mDNS (its
+/// queries go out 0.5, 1, 2, 4, 8 and 16 s after start).
+const MDNS_LIMIT: Duration = Duration::from_secs(30);
 /// Longest wait for the site to stage the release once the WAN opens.
 const STAGE_LIMIT: Duration = Duration::from_secs(50);
 
@@ -427,19 +428,22 @@ fn site_run(bin: &Path, tag: &str, wan_fetchers: u32) -> (u64, Duration) {
                 break;
             }
             if mdns_started.elapsed() > MDNS_LIMIT {
-                // mDNS on a loaded machine sometimes leaves one pair apart for
-                // a while; open the WAN anyway and let the byte count decide.
+                // Every agent must count every other as a site peer, or their
+                // elections disagree and the byte count below says nothing
+                // about the election. (A peer that found us first and
+                // connected used to stay a WAN peer here.)
                 let seen = status
                     .lines()
                     .find(|l| l.contains("LAN peers"))
                     .unwrap_or("");
-                eprintln!(
-                    "netns_site: site agent {i} did not find all {} LAN peers by mDNS within \
-                     {MDNS_LIMIT:?} ({}); opening the WAN anyway",
+                let kept = tmp.keep();
+                panic!(
+                    "site agent {i} did not count all {} other site agents as LAN peers within \
+                     {MDNS_LIMIT:?} ({}); logs in {}",
                     SITE_AGENTS - 1,
-                    seen.trim()
+                    seen.trim(),
+                    kept.display()
                 );
-                break;
             }
             std::thread::sleep(Duration::from_millis(200));
         }

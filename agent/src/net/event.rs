@@ -63,7 +63,8 @@ pub enum NetEvent {
         /// The topic.
         topic: &'static str,
     },
-    /// A peer was discovered and is being dialed.
+    /// A peer was discovered: by mDNS always (it shares our LAN, also when
+    /// already connected), by Kademlia when it is being dialed.
     Discovered {
         /// The peer.
         peer: NodeId,

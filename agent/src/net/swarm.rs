@@ -749,28 +749,39 @@ impl Network {
         }
     }
 
-    /// Dials a discovered peer unless it is us, banned, connected, or we
-    /// already have the peers we want.
+    /// Dials a discovered peer unless it is connected or we already have the
+    /// peers we want, and reports it (see [`report_discovery`]). Us and
+    /// banned peers are ignored.
     fn discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, via: Discovery) {
-        if peer == *self.swarm.local_peer_id()
-            || self.banned(&peer)
-            || self.traffic.contains_key(&peer)
-            || self.traffic.len() >= self.target_peers
-        {
+        if peer == *self.swarm.local_peer_id() || self.banned(&peer) {
             return;
         }
         let Some(node) = node_id_of_peer(&peer) else {
             return;
         };
-        let opts = DialOpts::peer_id(peer)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .addresses(addrs)
-            .build();
-        if self.swarm.dial(opts).is_ok() {
+        let wanted = !self.traffic.contains_key(&peer) && self.traffic.len() < self.target_peers;
+        let dialing = wanted && {
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .addresses(addrs)
+                .build();
+            self.swarm.dial(opts).is_ok()
+        };
+        if report_discovery(via, dialing) {
             self.ready
                 .push_back(NetEvent::Discovered { peer: node, via });
         }
     }
+}
+
+/// Whether a discovery becomes a [`NetEvent::Discovered`]. mDNS finding a
+/// peer says it shares our LAN whether or not we dial it: when the peer found
+/// us first and is already connected, dropping the event would leave it a WAN
+/// peer here while we are a LAN peer there, and the two would disagree on the
+/// site's WAN fetchers (docs/protocol.md 15.7). Kademlia finds are reported
+/// only when dialed.
+fn report_discovery(via: Discovery, dialing: bool) -> bool {
+    via == Discovery::Mdns || dialing
 }
 
 /// The node ID of an ed25519 keypair.
@@ -804,5 +815,14 @@ mod tests {
         let peer = key.public().to_peer_id();
         assert_eq!(peer_id_of(&node), Some(peer));
         assert_eq!(node_id_of_peer(&peer), Some(node));
+    }
+
+    #[test]
+    fn an_mdns_find_is_reported_also_when_the_peer_is_already_connected() {
+        // Connected (or at the peer target): not dialed, still a LAN peer.
+        assert!(report_discovery(Discovery::Mdns, false));
+        assert!(report_discovery(Discovery::Mdns, true));
+        assert!(report_discovery(Discovery::Kademlia, true));
+        assert!(!report_discovery(Discovery::Kademlia, false));
     }
 }
