@@ -10,6 +10,7 @@
 
 pub mod bound;
 pub mod clock;
+pub mod fleet;
 pub mod mesh;
 pub mod network;
 pub mod report;

@@ -5,6 +5,7 @@
 //! and measures.
 
 use crate::bound::LowerBound;
+use crate::fleet::{self, EngineInfo};
 use crate::mesh::stats::Kind;
 use crate::mesh::{InvariantViolation, Mesh, MeshConfig};
 use crate::report::nodes::NodeRecord;
@@ -59,6 +60,13 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
     let started = Instant::now();
     let seed = scenario.seed;
     let setup = |message: String| RunError::Setup { seed, message };
+    // A sampled fleet runs the engines' scenario and counts the members at the end.
+    let whole = scenario;
+    let (engines, shape) = match fleet::engine_scenario(whole) {
+        Some((engines, shape)) => (Some(engines), Some(shape)),
+        None => (None, None),
+    };
+    let scenario = engines.as_ref().unwrap_or(whole);
     let mut vendor = SampleVendor::new(seed, PUBLISH_AT, false).map_err(setup)?;
     let policy = scenario.policy(PUBLISH_AT);
     let release = vendor
@@ -119,6 +127,25 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
             )));
         }
     }
+    let members = match &shape {
+        Some(shape) => {
+            let topo = mesh.topology();
+            let info: Vec<EngineInfo> = (1..mesh.len())
+                .map(|i| EngineInfo {
+                    site: topo.site_of(i),
+                    wave: wave_of_node[i],
+                    ordinary: mesh.faults_of(i) == (false, None)
+                        && mesh.have_lie_of(i).is_none()
+                        && !mesh.hurts(i, &release.id),
+                })
+                .collect();
+            let bad = scenario.bad_release.as_ref().map_or(0.0, |b| b.fraction);
+            let members = fleet::draw_members(seed, shape, &policy, &release.id, &info, bad)
+                .map_err(|e| setup(e.to_string()))?;
+            Some(members)
+        }
+        None => None,
+    };
     let mut series = TimeSeries::new(policy.waves.iter().map(|w| w.name.clone()).collect());
     let mut installed = vec![0u64; waves];
     let mut installed_nodes = HashSet::new();
@@ -324,7 +351,7 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
     for r in mesh.installs().iter().filter(|r| r.release == release.id) {
         install_at[r.node].get_or_insert(r.at);
     }
-    let nodes = (1..mesh.len())
+    let mut nodes: Vec<NodeRecord> = (1..mesh.len())
         .map(|i| {
             let (corrupt, lie) = mesh.faults_of(i);
             NodeRecord {
@@ -346,9 +373,27 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
                 installed_s: install_at[i].map(secs),
                 knew_halt_s: mesh.knew_halt_at(i).map(secs),
                 dead: mesh.is_dead(i),
+                stands_for: 1,
             }
         })
         .collect();
+    if let (Some(shape), Some(members)) = (&shape, &members) {
+        let bad = scenario.bad_release.as_ref().map(|b| b.mode);
+        fleet::expand(
+            &mut summary,
+            &mut series,
+            &mut nodes,
+            members,
+            shape,
+            scenario.rollout.start_after_s as f64,
+            bad,
+        );
+        let all_done = summary.download.count == summary.endpoints;
+        summary.lower_bound = whole
+            .lower_bound()
+            .summary(summary.download.max.filter(|_| all_done));
+        summary.seeder_upload_bytes = (summary.seeder_upload_bytes as f64 * shape.ratio()) as u64;
+    }
     Ok(RunOutput {
         summary,
         series,

@@ -87,6 +87,19 @@ pub struct Scenario {
     /// Nodes leaving and coming back.
     #[serde(default)]
     pub churn: Option<ChurnSpec>,
+    /// Run only some endpoints as engines (a sampled fleet, `crate::fleet`).
+    #[serde(default)]
+    pub scale: Option<ScaleSpec>,
+}
+
+/// `[scale]`: how many endpoints run as full protocol engines; the others
+/// follow a twin engine of their site and wave (docs/simulator.md, "Sampled
+/// fleets").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleSpec {
+    /// Endpoints run as engines (at least one per site).
+    pub engines: usize,
 }
 
 /// The release being rolled out.
@@ -592,6 +605,24 @@ impl Scenario {
                 "need mesh_low <= mesh_degree <= mesh_high and heartbeat_ms > 0".into(),
             ));
         }
+        if let Some(scale) = &self.scale {
+            let fleet = self.endpoints();
+            if scale.engines == 0 {
+                return Err(bad("scale.engines", "must be at least 1".into()));
+            }
+            let reporters = self.rollout.report_percent / 100.0 * fleet as f64;
+            if scale.engines < fleet && reporters >= scale.engines as f64 {
+                return Err(bad(
+                    "scale.engines",
+                    format!(
+                        "{} engines cannot hold the report sample of {fleet} endpoints at \
+                         report_percent {} (about {reporters:.0} reporters, and every reporter \
+                         must be an engine); lower report_percent or raise engines",
+                        scale.engines, self.rollout.report_percent
+                    ),
+                ));
+            }
+        }
         if self.sample_s == 0 || self.duration_s == 0 {
             return Err(bad(
                 "sample_s",
@@ -700,6 +731,22 @@ impl Scenario {
         }
         t.seeder_dialled_by_all = self.seeder.dialled_by_all;
         t
+    }
+
+    /// The P2P lower bound of the scenario's whole fleet, in nominal bytes
+    /// and rates (the same as the one over its topology, without building it).
+    pub fn lower_bound(&self) -> crate::bound::LowerBound {
+        let mut bound = crate::bound::LowerBound::new(
+            self.nominal_release_bytes(),
+            rate(self.seeder.upload_mbit),
+        );
+        for site in &self.sites {
+            let (up, down) = (rate(site.upload_mbit), rate(site.download_mbit));
+            for _ in 0..site.endpoints {
+                bound.add_peer(up, down);
+            }
+        }
+        bound
     }
 
     /// The gossip mesh parameters.

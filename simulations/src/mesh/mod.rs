@@ -516,6 +516,12 @@ impl Mesh {
         self.bad.insert(release, (mode, fraction));
     }
 
+    /// Whether a bad `release` hurts node `i` when it installs (the seeded share of
+    /// [`Mesh::mark_bad_fraction`]).
+    pub fn hurts(&self, i: usize, release: &ReleaseId) -> bool {
+        self.hurt(i, release).is_some()
+    }
+
     /// Feeds an input to one node now (for example a signed directive).
     pub fn inject(&mut self, node: usize, input: Input) {
         self.queue

@@ -33,11 +33,14 @@ pub struct NodeRecord {
     pub knew_halt_s: Option<f64>,
     /// It died (a bad release crashed it).
     pub dead: bool,
+    /// Endpoints of the fleet this record stands for: 1, plus the members
+    /// following it in a sampled fleet.
+    pub stands_for: u64,
 }
 
 /// The CSV header.
 pub const NODES_HEADER: &str =
-    "node,site,wave,degree,corrupt,lie,have_lie,first_chunk_s,downloaded_s,installed_s,knew_halt_s,dead";
+    "node,site,wave,degree,corrupt,lie,have_lie,first_chunk_s,downloaded_s,installed_s,knew_halt_s,dead,stands_for";
 
 /// Writes `records` as CSV (empty cells where a time or lie is absent).
 pub fn write_nodes_csv_to<W: Write>(records: &[NodeRecord], mut out: W) -> std::io::Result<()> {
@@ -46,7 +49,7 @@ pub fn write_nodes_csv_to<W: Write>(records: &[NodeRecord], mut out: W) -> std::
     for r in records {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.node,
             r.site.replace([',', '"', '\n'], "_"),
             r.wave,
@@ -58,7 +61,8 @@ pub fn write_nodes_csv_to<W: Write>(records: &[NodeRecord], mut out: W) -> std::
             t(r.downloaded_s),
             t(r.installed_s),
             t(r.knew_halt_s),
-            u8::from(r.dead)
+            u8::from(r.dead),
+            r.stands_for
         )?;
     }
     out.flush()
@@ -93,6 +97,7 @@ mod tests {
                 first_chunk_s: Some(0.25),
                 downloaded_s: Some(12.5),
                 installed_s: Some(60.0),
+                stands_for: 1,
                 ..NodeRecord::default()
             },
             NodeRecord {
@@ -104,6 +109,7 @@ mod tests {
                 lie: Some("forge"),
                 have_lie: Some("stall"),
                 dead: true,
+                stands_for: 40,
                 ..NodeRecord::default()
             },
         ];
@@ -112,8 +118,8 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], NODES_HEADER);
-        assert_eq!(lines[1], "1,hq,0,7,0,,,0.250,12.500,60.000,,0");
-        assert_eq!(lines[2], "2,a_b,2,3,1,forge,stall,,,,,1");
+        assert_eq!(lines[1], "1,hq,0,7,0,,,0.250,12.500,60.000,,0,1");
+        assert_eq!(lines[2], "2,a_b,2,3,1,forge,stall,,,,,1,40");
         let columns = NODES_HEADER.split(',').count();
         assert!(lines.iter().all(|l| l.split(',').count() == columns));
     }

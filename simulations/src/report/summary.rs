@@ -28,6 +28,10 @@ pub struct Summary {
     pub trace_hash: String,
     /// The number of endpoints (downloaders, not counting the seeder).
     pub endpoints: u64,
+    /// In a sampled fleet, the endpoints run as full engines (the rest follow
+    /// twins); absent when every endpoint is an engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engines: Option<u64>,
     /// The size of the release in bytes.
     pub release_bytes: u64,
     /// The byte scale the run used (bulk bytes moved = nominal / scale; reports are nominal).
@@ -316,6 +320,7 @@ mod tests {
             seed: 7,
             trace_hash: "ab".repeat(16),
             endpoints: 1,
+            engines: None,
             release_bytes: 1_000_000,
             byte_scale: 1,
             events: 42,

@@ -119,6 +119,8 @@ pub struct ScenarioBuilder {
     /// Raw TOML appended at the end, for keys the builder does not know (it
     /// lands in the last table written unless it opens a table of its own).
     pub extra: String,
+    /// `[scale] engines`: a sampled fleet when below the endpoints.
+    pub engines: Option<usize>,
 }
 
 impl ScenarioBuilder {
@@ -158,7 +160,14 @@ impl ScenarioBuilder {
             partitions: Vec::new(),
             bundles: Vec::new(),
             extra: String::new(),
+            engines: None,
         }
+    }
+
+    /// Runs only `engines` endpoints as engines (a sampled fleet).
+    pub fn engines(mut self, engines: usize) -> Self {
+        self.engines = Some(engines);
+        self
     }
 
     pub fn seed(mut self, seed: u64) -> Self {
@@ -341,6 +350,9 @@ impl ScenarioBuilder {
             writeln!(t, "\n[[faults.bundles]]").unwrap();
             writeln!(t, "site = {site:?}").unwrap();
             writeln!(t, "at_s = {at_s}").unwrap();
+        }
+        if let Some(n) = self.engines {
+            writeln!(t, "\n[scale]\nengines = {n}").unwrap();
         }
         t.push_str(&self.extra);
         t
