@@ -100,6 +100,13 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
     inject_faults(scenario, &mut mesh, release.id);
 
     let endpoints = scenario.endpoints();
+    let fleet_label = match &shape {
+        Some(shape) => format!(
+            "{endpoints} engines of this {}-endpoint sampled fleet",
+            shape.endpoints()
+        ),
+        None => format!("this {endpoints}-endpoint fleet"),
+    };
     let waves = policy.waves.len();
     let wave_of_node: Vec<usize> = (0..mesh.len())
         .map(|i| wave_of(&policy, &release.id, &mesh.node(i).id(), WavePin::None))
@@ -108,7 +115,7 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         if !(1..mesh.len()).any(|i| wave_of_node[i] == w) {
             // Its gate needs `min_reports` healthy reports, so the rollout would stall there.
             return Err(setup(format!(
-                "wave {w} ({}) gets no endpoint of this {endpoints}-endpoint fleet, so its gate \
+                "wave {w} ({}) gets no endpoint of {fleet_label}, so its gate \
                  could never pass; raise its cumulative_percent or the fleet size",
                 spec.name
             )));
@@ -120,8 +127,8 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         let min = policy.health.min_reports as usize;
         if w + 1 < waves && reporters < min {
             return Err(setup(format!(
-                "wave {w} ({}) has {reporters} endpoints in the report sample of this \
-                 {endpoints}-endpoint fleet, fewer than min_reports {min}, so its gate could never \
+                "wave {w} ({}) has {reporters} endpoints in the report sample of \
+                 {fleet_label}, fewer than min_reports {min}, so its gate could never \
                  pass; raise report_percent or the wave's share",
                 spec.name
             )));

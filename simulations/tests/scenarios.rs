@@ -876,3 +876,29 @@ fn an_isolated_site_finishes_from_a_bundle_and_not_before() {
     let installed: u64 = s.waves.iter().map(|w| w.installed).sum();
     assert_eq!(installed, 20, "seed {seed}");
 }
+
+#[test]
+fn every_example_scenario_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("simulations/scenarios") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let points = waveguard_sim::sweep::expand(&table).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for point in points {
+            waveguard_sim::scenario::Scenario::from_table(point.doc, &name)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} scenarios in {}",
+        dir.display()
+    );
+}

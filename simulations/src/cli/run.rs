@@ -103,8 +103,11 @@ fn write_outputs(out: &RunOutput, dir: &Path) -> anyhow::Result<()> {
 
 fn print_summary(s: &Summary, dir: &Path) {
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let engines = s
+        .engines
+        .map_or(String::new(), |n| format!(" ({n} run as engines)"));
     println!(
-        "{}: seed {}, {} endpoints, {:.1} MiB release, {:.0} simulated s",
+        "{}: seed {}, {} endpoints{engines}, {:.1} MiB release, {:.0} simulated s",
         s.scenario,
         s.seed,
         s.endpoints,
