@@ -9,7 +9,8 @@
 //!
 //! This module makes the engines' scenario (each site cut to its share of the
 //! engines, the seeder's upload cut by the same ratio so each engine gets the
-//! share of it a fleet endpoint would, the report share raised by the inverse
+//! share of it a fleet endpoint would, but not below the rate at which its own
+//! term of the lower bound would exceed the fleet's bound, the report share raised by the inverse
 //! ratio so the engines hold as many reporters as the whole fleet would), draws
 //! the members, and turns the engines' results into the fleet's. It decides
 //! nothing about the rollout.
@@ -70,7 +71,17 @@ pub fn engine_scenario(scenario: &Scenario) -> Option<(Scenario, FleetShape)> {
     }
     let shape = FleetShape { sites };
     let ratio = shape.ratio();
-    engines.seeder.upload_mbit = scenario.seeder.upload_mbit.map(|m| m / ratio);
+    // Never so slow that the seeder's own term, F / u_s, would exceed the
+    // fleet's bound: the engines' bound then equals the fleet's.
+    let bound = scenario.lower_bound().seconds();
+    let floor_mbit = match bound.is_finite() && bound > 0.0 {
+        true => scenario.nominal_release_bytes() as f64 * 8.0 / 1e6 / bound,
+        false => 0.0,
+    };
+    engines.seeder.upload_mbit = scenario
+        .seeder
+        .upload_mbit
+        .map(|m| (m / ratio).max(floor_mbit));
     engines.rollout.report_percent = (scenario.rollout.report_percent * ratio).min(100.0);
     Some((engines, shape))
 }
@@ -365,6 +376,14 @@ mod tests {
     use crate::run::PUBLISH_AT;
 
     fn scenario(engines: usize, report_percent: f64) -> Scenario {
+        scenario_with(
+            engines,
+            report_percent,
+            "upload_mbit = 20\ndownload_mbit = 100\n",
+        )
+    }
+
+    fn scenario_with(engines: usize, report_percent: f64, access: &str) -> Scenario {
         let text = format!(
             "seed = 3\n\
              [rollout]\nstart_after_s = 10\nprefetch = true\nmax_failure_percent = 20\n\
@@ -373,8 +392,8 @@ mod tests {
                       {{ name = \"all\", cumulative_percent = 100, bake_s = 60 }}]\n\
              [seeder]\nupload_mbit = 1000\n\
              [scale]\nengines = {engines}\n\
-             [[sites]]\nname = \"a\"\nendpoints = 9000\n\
-             [[sites]]\nname = \"b\"\nendpoints = 1000\n"
+             [[sites]]\nname = \"a\"\nendpoints = 9000\n{access}\
+             [[sites]]\nname = \"b\"\nendpoints = 1000\n{access}"
         );
         Scenario::from_toml(&text, "fleet-test").expect("a valid scenario")
     }
@@ -390,6 +409,11 @@ mod tests {
         // 1 % of 10,000 = 100 reporters = 20 % of 500 engines.
         assert!((engines.rollout.report_percent - 20.0).abs() < 1e-9);
         assert!(engine_scenario(&scenario(10_000, 1.0)).is_none());
+        // Unlimited endpoints: the seeder's own term is the fleet's bound, so
+        // its cut share would make the engines slower than the fleet.
+        let (unlimited, _) = engine_scenario(&scenario_with(500, 1.0, "")).expect("sampled");
+        let up = unlimited.seeder.upload_mbit.expect("a seeder rate");
+        assert!((up - 1000.0).abs() < 1e-6, "{up}");
         assert!(engine_scenario(&scenario(20_000, 1.0)).is_none());
     }
 

@@ -78,3 +78,41 @@ fn a_node_that_lost_its_ledger_after_the_canaries_finished_syncs_their_reports()
     );
     assert!(s.mesh.health_sent(late) > quiet);
 }
+
+/// Engines that share report signature checks (the simulator's default) reach
+/// the same verdicts as engines that each check every signature: the same
+/// trace, installs and halt, also with forgers about whose reports fail the
+/// check.
+#[test]
+fn shared_signature_checks_change_no_verdict() {
+    let run_with = |share: bool| {
+        let p = policy();
+        let mut s = support::setup_sharing(11, 30, None, p.clone(), share);
+        s.mesh
+            .mark_bad_fraction(s.release.id, waveguard_sim::mesh::BadMode::Probe, 0.5);
+        for i in [3, 8, 21] {
+            s.mesh
+                .make_health_liar(i, waveguard_sim::mesh::HealthLie::Forge);
+        }
+        run(&mut s, p.end().plus_secs(120));
+        (
+            s.mesh.trace_hash(),
+            s.mesh.installs().to_vec(),
+            s.mesh.stats().knowing_halt,
+            s.mesh.events(),
+        )
+    };
+    let (shared, alone) = (run_with(true), run_with(false));
+    assert!(
+        !shared.1.is_empty(),
+        "nothing installed: the test would show nothing"
+    );
+    assert!(
+        shared.2 > 0,
+        "no halt: the forged and failed reports were not exercised"
+    );
+    assert_eq!(
+        shared, alone,
+        "seed 11: sharing signature checks changed the run"
+    );
+}

@@ -9,6 +9,7 @@
 //! that a signature made for one kind of document never counts for another.
 
 pub mod cert;
+pub mod checked;
 pub mod directive;
 pub mod evidence;
 pub mod gate;

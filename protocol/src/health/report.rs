@@ -14,6 +14,7 @@
 //! (Sybils) anyway, so self-declared pins give nothing away.
 
 use super::cert::{verify_cert, CertError};
+use super::checked::CheckedSignatures;
 use super::{parse_lower_hex32, shorten, sign_doc, FleetKeys};
 use crate::id::{NodeId, ReleaseId};
 use crate::keys::{PublicKey, SigningKey};
@@ -287,6 +288,19 @@ pub fn verify_report(
     release: &Release,
     now: Timestamp,
 ) -> Result<VerifiedReport, ReportError> {
+    verify_report_with(msg, fleet, release, now, None)
+}
+
+/// [`verify_report`], taking the signature check's outcome from `checked`
+/// when these exact bytes were found signed by the node before (the verdict is
+/// the same; see [`CheckedSignatures`]).
+pub fn verify_report_with(
+    msg: &SignedHealth,
+    fleet: &FleetKeys,
+    release: &Release,
+    now: Timestamp,
+    checked: Option<&CheckedSignatures>,
+) -> Result<VerifiedReport, ReportError> {
     if let Some(cert) = &msg.cert {
         if cert.len() > MAX_CERT_BYTES {
             return Err(ReportError::CertTooLarge { len: cert.len() });
@@ -297,7 +311,12 @@ pub fn verify_report(
     let node = report.node;
     // Checking with the key the report names ties the keyid to the node too:
     // only a signature listed under that key's own ID is looked at.
-    if !env.is_signed_by(&PublicKey::from(node)) {
+    let signed = || env.is_signed_by(&PublicKey::from(node));
+    let signed = match checked {
+        Some(c) => c.signed_by(&node.0, &msg.report, signed),
+        None => signed(),
+    };
+    if !signed {
         return Err(ReportError::NotSignedByNode(node));
     }
     if report.release != release.id {

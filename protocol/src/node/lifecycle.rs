@@ -6,7 +6,9 @@ use super::{Node, NodeEvent, NodeRole, Output, Probe, Tracked, Verdict, GATE_CHE
 use crate::health::directive::{verify_directive, DirectiveAction};
 use crate::health::evidence::{build_evidence, check_evidence};
 use crate::health::gate::{evaluate, fails, GateState, WaveHealth};
-use crate::health::report::{sign_report, verify_report, HealthReport, HealthStatus, ReportError};
+use crate::health::report::{
+    sign_report, verify_report_with, HealthReport, HealthStatus, ReportError,
+};
 use crate::health::FleetKeys;
 use crate::id::{NodeId, ReleaseId};
 use crate::limits::SILENCE_CONFIRM_MS;
@@ -116,7 +118,8 @@ impl Node {
         let Some(t) = self.releases.get_mut(&release_id) else {
             return Verdict::Ignore; // a release we do not (yet) trust
         };
-        let verified = match verify_report(sh, &self.fleet, &t.release, now) {
+        let checked = self.config.checked_signatures.as_ref();
+        let verified = match verify_report_with(sh, &self.fleet, &t.release, now, checked) {
             Ok(v) => v,
             Err(e @ ReportError::FromTheFuture { node, time, .. }) => {
                 // Valid in every other respect: when many nodes send these, our clock is

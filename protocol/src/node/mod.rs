@@ -85,6 +85,9 @@ pub struct NodeConfig {
     /// WAN fetchers elected per site and release (section 15.7); 0 turns
     /// site-aware fetching off (every node fetches from any peer).
     pub wan_fetchers: u32,
+    /// Report signatures already checked, shared with other engines in this
+    /// process (a simulator's); `None` for an agent. Changes no verdict.
+    pub checked_signatures: Option<crate::health::checked::CheckedSignatures>,
 }
 
 impl Default for NodeConfig {
@@ -100,6 +103,7 @@ impl Default for NodeConfig {
             cert: None,
             bandwidth: Bandwidth::default(),
             wan_fetchers: crate::limits::DEFAULT_WAN_FETCHERS,
+            checked_signatures: None,
         }
     }
 }

@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use thiserror::Error;
 use waveguard_protocol::chunk::ChunkHash;
+use waveguard_protocol::health::checked::CheckedSignatures;
 use waveguard_protocol::metadata::trust::{StoredTrust, TrustedState};
 use waveguard_protocol::node::{Input, Node, NodeConfig, NodeRole, Output};
 use waveguard_protocol::rollout::HaltReason;
@@ -64,6 +65,10 @@ pub struct MeshConfig {
     /// site (as an agent learns it from its LAN) and sets `k` WAN fetchers per
     /// site; `None` tells engines nothing of sites.
     pub wan_fetchers: Option<u32>,
+    /// Engines share the outcome of health-report signature checks
+    /// (`CheckedSignatures`): each report's signature is checked once per run,
+    /// not once per engine. Verdicts, and so the trace, are the same either way.
+    pub share_signature_checks: bool,
 }
 
 impl Default for MeshConfig {
@@ -80,6 +85,7 @@ impl Default for MeshConfig {
             gossip: GossipConfig::default(),
             byte_scale: 1,
             wan_fetchers: None,
+            share_signature_checks: true,
         }
     }
 }
@@ -330,6 +336,7 @@ impl Mesh {
         let mut nodes = Vec::with_capacity(count);
         let mut index = HashMap::with_capacity(count);
         let mut flows = Flows::new();
+        let checked = config.share_signature_checks.then(CheckedSignatures::new);
         for i in 0..count {
             let mut seed = [0u8; 32];
             rng.fill_bytes(&mut seed);
@@ -347,6 +354,7 @@ impl Mesh {
                 wan_fetchers: config
                     .wan_fetchers
                     .unwrap_or(waveguard_protocol::limits::DEFAULT_WAN_FETCHERS),
+                checked_signatures: checked.clone(),
                 ..NodeConfig::default()
             };
             let engine = Node::new(key.clone(), trust.clone(), node_config.clone(), start);

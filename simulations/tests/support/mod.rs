@@ -60,11 +60,23 @@ pub fn setup_with(
     degree: Option<usize>,
     rollout: RolloutPolicy,
 ) -> Setup {
+    setup_sharing(seed, endpoints, degree, rollout, true)
+}
+
+/// Like [`setup_with`], saying whether engines share report signature checks.
+pub fn setup_sharing(
+    seed: u64,
+    endpoints: usize,
+    degree: Option<usize>,
+    rollout: RolloutPolicy,
+    share_signature_checks: bool,
+) -> Setup {
     let mut vendor = SampleVendor::new(seed, T0, false).expect("vendor");
     let config = MeshConfig {
         seed,
         endpoints,
         degree,
+        share_signature_checks,
         ..MeshConfig::default()
     };
     let mut mesh = Mesh::new(config, vendor.root_json(), T0).expect("mesh");
