@@ -125,6 +125,8 @@ pub fn start(config: &Config, seed_dir: Option<&Path>) -> anyhow::Result<Driver>
             download: std::num::NonZeroU64::new(config.network.download_bytes_per_sec),
         },
         wan_fetchers: config.site.wan_fetchers,
+        // One engine per process: nothing to share.
+        checked_signatures: None,
     };
     let node = Node::new(key.clone(), trust, node_config, now());
 
