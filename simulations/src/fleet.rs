@@ -29,10 +29,13 @@ use waveguard_protocol::{NodeId, ReleaseId};
 const MEMBER_STREAM: u64 = 0x6d65_6d62_6572_7321;
 
 /// How a sampled fleet splits: per site, its endpoints and its engines.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FleetShape {
     /// Per site, in scenario order: (endpoints of the fleet, engines among them).
     pub sites: Vec<(usize, usize)>,
+    /// The fleet's seeder upload over the engines' (the fleet/engine ratio
+    /// unless the cut stopped at its floor; 1 for an unlimited seeder).
+    pub seeder_factor: f64,
 }
 
 impl FleetShape {
@@ -69,7 +72,10 @@ pub fn engine_scenario(scenario: &Scenario) -> Option<(Scenario, FleetShape)> {
         site.endpoints = ((all as f64 * share).round() as usize).clamp(1.min(all), all);
         sites.push((all, site.endpoints));
     }
-    let shape = FleetShape { sites };
+    let mut shape = FleetShape {
+        sites,
+        seeder_factor: 1.0,
+    };
     let ratio = shape.ratio();
     // Never so slow that the seeder's own term, F / u_s, would exceed the
     // fleet's bound: the engines' bound then equals the fleet's.
@@ -82,6 +88,9 @@ pub fn engine_scenario(scenario: &Scenario) -> Option<(Scenario, FleetShape)> {
         .seeder
         .upload_mbit
         .map(|m| (m / ratio).max(floor_mbit));
+    if let (Some(fleet), Some(cut)) = (scenario.seeder.upload_mbit, engines.seeder.upload_mbit) {
+        shape.seeder_factor = fleet / cut;
+    }
     engines.rollout.report_percent = (scenario.rollout.report_percent * ratio).min(100.0);
     Some((engines, shape))
 }
@@ -311,12 +320,17 @@ pub fn expand(
         };
     }
 
-    add_to_series(series, &outcomes, shape.ratio());
+    add_to_series(series, &outcomes, shape.ratio(), shape.seeder_factor);
 }
 
 /// Adds the members to each sample's counts (an event counts from the first
-/// sample at or after it) and scales the rates by `ratio`.
-fn add_to_series(series: &mut TimeSeries, outcomes: &[(usize, MemberOutcome)], ratio: f64) {
+/// sample at or after it) and scales the rates by `ratio` (the seeder's by `seeder`).
+fn add_to_series(
+    series: &mut TimeSeries,
+    outcomes: &[(usize, MemberOutcome)],
+    ratio: f64,
+    seeder: f64,
+) {
     let n = series.samples.len();
     let waves = series.wave_names.len();
     let times: Vec<f64> = series.samples.iter().map(|s| s.t_s).collect();
@@ -365,7 +379,7 @@ fn add_to_series(series: &mut TimeSeries, outcomes: &[(usize, MemberOutcome)], r
         sample.healthy += sums.4;
         sample.bandwidth_bps *= ratio;
         sample.wan_bps *= ratio;
-        sample.seeder_upload_bps *= ratio;
+        sample.seeder_upload_bps *= seeder;
         sample.delivered_bytes *= ratio;
     }
 }
@@ -406,12 +420,14 @@ mod tests {
         assert!(engines.scale.is_none());
         assert!((shape.ratio() - 20.0).abs() < 1e-12);
         assert_eq!(engines.seeder.upload_mbit, Some(50.0));
+        assert!((shape.seeder_factor - 20.0).abs() < 1e-12);
         // 1 % of 10,000 = 100 reporters = 20 % of 500 engines.
         assert!((engines.rollout.report_percent - 20.0).abs() < 1e-9);
         assert!(engine_scenario(&scenario(10_000, 1.0)).is_none());
         // Unlimited endpoints: the seeder's own term is the fleet's bound, so
         // its cut share would make the engines slower than the fleet.
-        let (unlimited, _) = engine_scenario(&scenario_with(500, 1.0, "")).expect("sampled");
+        let (unlimited, shape) = engine_scenario(&scenario_with(500, 1.0, "")).expect("sampled");
+        assert!((shape.seeder_factor - 1.0).abs() < 1e-6);
         let up = unlimited.seeder.upload_mbit.expect("a seeder rate");
         assert!((up - 1000.0).abs() < 1e-6, "{up}");
         assert!(engine_scenario(&scenario(20_000, 1.0)).is_none());
@@ -502,6 +518,7 @@ mod tests {
     fn members_count_in_the_waves_the_series_and_the_blast_radius() {
         let shape = FleetShape {
             sites: vec![(6, 2)],
+            seeder_factor: 2.0,
         };
         let record = |wave, installed_s: Option<f64>| NodeRecord {
             wave,
@@ -582,5 +599,6 @@ mod tests {
             ]
         );
         assert!((series.samples[0].bandwidth_bps - 3.0).abs() < 1e-12);
+        assert!((series.samples[0].seeder_upload_bps - 0.0).abs() < 1e-12);
     }
 }

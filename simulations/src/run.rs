@@ -399,7 +399,8 @@ pub fn run(scenario: &Scenario, progress: Option<&ProgressBar>) -> Result<RunOut
         summary.lower_bound = whole
             .lower_bound()
             .summary(summary.download.max.filter(|_| all_done));
-        summary.seeder_upload_bytes = (summary.seeder_upload_bytes as f64 * shape.ratio()) as u64;
+        summary.seeder_upload_bytes =
+            (summary.seeder_upload_bytes as f64 * shape.seeder_factor) as u64;
     }
     Ok(RunOutput {
         summary,
