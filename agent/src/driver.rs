@@ -15,7 +15,7 @@
 
 use crate::install::{InstallRequest, Installer};
 use crate::metrics::{ClassTraffic, PeerClass, MAX_LAN_PEERS};
-use crate::net::{Discovery, NetEvent, Network, Traffic, MALFORMED_BAN, SCORE_BAN};
+use crate::net::{Discovery, NetEvent, Network, Traffic, MALFORMED_BAN};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -812,13 +812,17 @@ impl Driver {
                     data,
                 })
             }
-            NetEvent::PeerScoredOut { peer, score } => {
-                warn!(%peer, score, "banning peer: its gossip score fell below the graylist threshold");
+            NetEvent::PeerScoredOut {
+                peer,
+                score,
+                length,
+            } => {
+                warn!(%peer, score, ?length, "banning peer: its gossip score fell below the graylist threshold");
                 self.record_ban(
                     peer,
                     format!("gossip score {score} below the graylist threshold"),
                     Some(score),
-                    Some(SCORE_BAN),
+                    Some(length),
                 );
                 self.count(|c| c.peers_scored_out += 1);
                 None
@@ -879,9 +883,9 @@ impl Driver {
         let reason = format!("sent {MAX_MALFORMED_REQUESTS} requests that do not decode");
         warn!(%peer, %reason, "banning peer");
         let score = self.net.peer_score(&peer).map(|s| s.floor() as i64);
-        self.record_ban(peer, reason, score, Some(MALFORMED_BAN));
-        if let Err(e) = self.net.ban_for(peer, Some(MALFORMED_BAN)) {
-            debug!(%e, "ban");
+        match self.net.ban_repeat(peer, MALFORMED_BAN) {
+            Ok(length) => self.record_ban(peer, reason, score, Some(length)),
+            Err(e) => debug!(%e, "ban"),
         }
         true
     }

@@ -706,7 +706,7 @@ async fn a_peer_scored_below_the_graylist_is_banned_and_disconnected() {
         let (an, bn) = (a.node, b.node);
         let score = b
             .expect("the ban", |e| match e {
-                NetEvent::PeerScoredOut { peer, score } if *peer == an => Some(*score),
+                NetEvent::PeerScoredOut { peer, score, .. } if *peer == an => Some(*score),
                 _ => None,
             })
             .await;
@@ -809,7 +809,7 @@ async fn a_peer_sending_unsigned_gossip_is_banned_by_the_sweep() {
                         b.backlog.push(e);
                     }
                     let found = b.backlog.iter().find_map(|e| match e {
-                        NetEvent::PeerScoredOut { peer, score } if *peer == rogue_node => Some(*score),
+                        NetEvent::PeerScoredOut { peer, score, .. } if *peer == rogue_node => Some(*score),
                         _ => None,
                     });
                     if let Some(s) = found {

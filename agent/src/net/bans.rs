@@ -8,6 +8,12 @@
 //! restarted with its key after a ban of its previous life, comes back. At
 //! most `MAX_BANS` bans are kept; the oldest is lifted to make room.
 //!
+//! The network layer's own bans double with each offence of the same identity
+//! (10 minutes, 20, 40, … up to [`MAX_REPEAT_BAN`]): a flooder that comes
+//! back after its ban and offends again is away longer each time, while an
+//! honest peer banned once by mistake is back within minutes. The offences of
+//! the last `MAX_BANS` offenders are remembered, also after their bans end.
+//!
 //! Time is passed in (`now`), so the list is tested with a made-up clock.
 
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +33,9 @@ pub const SCORE_BAN: Duration = Duration::from_secs(10 * 60);
 /// [`crate::driver::MAX_MALFORMED_REQUESTS`] requests that do not decode.
 pub const MALFORMED_BAN: Duration = Duration::from_secs(10 * 60);
 
+/// The longest a repeat offender's ban grows to (see [`BanList::insert_repeat`]).
+pub const MAX_REPEAT_BAN: Duration = Duration::from_secs(24 * 3600);
+
 /// Bans keyed by `K` (a peer ID), oldest first, at most `max`.
 #[derive(Debug)]
 pub(crate) struct BanList<K> {
@@ -34,6 +43,11 @@ pub(crate) struct BanList<K> {
     until: HashMap<K, Option<Instant>>,
     /// Banned keys, oldest ban first (each key once).
     order: VecDeque<K>,
+    /// Offences counted by [`BanList::insert_repeat`], kept after the bans
+    /// end; at most `max` keys, the least recent offender forgotten first.
+    offences: HashMap<K, u32>,
+    /// Keys in `offences`, least recent offence first.
+    offenders: VecDeque<K>,
     max: usize,
 }
 
@@ -52,8 +66,48 @@ impl<K: Copy + Eq + Hash> BanList<K> {
         Self {
             until: HashMap::new(),
             order: VecDeque::new(),
+            offences: HashMap::new(),
+            offenders: VecDeque::new(),
             max,
         }
+    }
+
+    /// Bans `key` for an offence: `base` for its first, doubled for each
+    /// earlier one, at most [`MAX_REPEAT_BAN`]. An offence while the key is
+    /// still banned (messages read before the ban took hold) is not counted
+    /// and leaves the ban as it is. Returns what [`BanList::insert`] did and
+    /// the ban's length.
+    pub(crate) fn insert_repeat(
+        &mut self,
+        key: K,
+        now: Instant,
+        base: Duration,
+    ) -> (Inserted<K>, Duration) {
+        let before = self.offences.get(&key).copied().unwrap_or(0);
+        let length = base
+            .checked_mul(1u32.checked_shl(before).unwrap_or(u32::MAX))
+            .unwrap_or(MAX_REPEAT_BAN)
+            .min(MAX_REPEAT_BAN);
+        if self.contains(&key, now) {
+            let left = match self.until.get(&key) {
+                Some(Some(end)) => end.saturating_duration_since(now),
+                _ => MAX_REPEAT_BAN,
+            };
+            let kept = Inserted {
+                new: false,
+                evicted: None,
+            };
+            return (kept, left);
+        }
+        self.offences.insert(key, before.saturating_add(1));
+        self.offenders.retain(|k| *k != key);
+        self.offenders.push_back(key);
+        if self.offenders.len() > self.max {
+            if let Some(old) = self.offenders.pop_front() {
+                self.offences.remove(&old);
+            }
+        }
+        (self.insert(key, now, Some(length)), length)
     }
 
     /// Bans `key` from `now` for `length` (`None`: until lifted). A key
@@ -176,6 +230,43 @@ mod tests {
         bans.insert(1, t0 + 7 * MIN, Some(MIN));
         assert_eq!(bans.ends(&1), Some(None), "a ban until lifted stays so");
         assert_eq!(bans.len(), 1);
+    }
+
+    #[test]
+    fn a_repeat_offender_is_banned_twice_as_long_each_time_up_to_a_day() {
+        let t0 = Instant::now();
+        let mut bans = BanList::new(8);
+        let (first, length) = bans.insert_repeat(1u32, t0, 10 * MIN);
+        assert!(first.new);
+        assert_eq!(length, 10 * MIN);
+        // Offending again while banned counts nothing and changes nothing.
+        let (again, left) = bans.insert_repeat(1, t0 + MIN, 10 * MIN);
+        assert!(!again.new);
+        assert_eq!(left, 9 * MIN);
+        assert_eq!(bans.ends(&1), Some(Some(t0 + 10 * MIN)));
+        let mut t = t0 + 10 * MIN;
+        for expected in [20, 40, 80, 160, 320, 640, 1280, 1440, 1440] {
+            assert_eq!(bans.expire(t), vec![1]);
+            let (_, length) = bans.insert_repeat(1, t, 10 * MIN);
+            assert_eq!(length, expected * MIN);
+            t += length;
+        }
+        // Another identity starts at the base.
+        assert_eq!(bans.insert_repeat(2, t, 10 * MIN).1, 10 * MIN);
+    }
+
+    #[test]
+    fn offences_are_remembered_for_the_last_offenders_only() {
+        let t0 = Instant::now();
+        let mut bans = BanList::new(2);
+        bans.insert_repeat(1u32, t0, MIN);
+        bans.insert_repeat(2, t0, MIN);
+        bans.insert_repeat(3, t0, MIN);
+        bans.expire(t0 + MIN);
+        // 1 was forgotten to make room for 3; 2 and 3 are repeat offenders.
+        assert_eq!(bans.insert_repeat(1, t0 + MIN, MIN).1, MIN);
+        assert_eq!(bans.insert_repeat(3, t0 + MIN, MIN).1, 2 * MIN);
+        assert!(bans.offences.len() <= 2 && bans.offenders.len() <= 2);
     }
 
     #[test]

@@ -73,13 +73,15 @@ pub enum NetEvent {
     },
     /// The network banned a peer on its own: its gossip score fell below
     /// gossipsub's graylist threshold (it delivered messages that failed
-    /// validation). It is disconnected and refused for
-    /// [`super::bans::SCORE_BAN`].
+    /// validation). It is disconnected and refused for `length`:
+    /// [`super::bans::SCORE_BAN`], doubled for each earlier offence.
     PeerScoredOut {
         /// The peer.
         peer: NodeId,
         /// Its gossip score then, rounded down.
         score: i64,
+        /// How long it is banned (longer for a repeat offender).
+        length: std::time::Duration,
     },
     /// A timed ban ended (see [`super::Network::expire_bans`]): the peer may
     /// connect again.

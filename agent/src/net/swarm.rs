@@ -5,7 +5,7 @@
 //! swarm events into [`NetEvent`]s, keeps the bounded maps from handles to
 //! pending gossip verdicts and inbound response channels, dials discovered
 //! peers, redials lost bootstrap peers, and enforces bans through the block
-//! list. It also bans, on its own and for [`SCORE_BAN`], a peer whose gossip
+//! list. It also bans, on its own and for [`SCORE_BAN`] (longer for a repeat offender), a peer whose gossip
 //! score falls below gossipsub's graylist threshold: gossipsub ignores such
 //! a peer anyway, and only a peer that delivered messages that failed
 //! validation gets there (see [`Network::ban_scored_out`]). Timed bans end
@@ -315,12 +315,13 @@ impl Network {
         let Some(node) = node_id_of_peer(&peer) else {
             return;
         };
-        if self.ban_for(node, Some(SCORE_BAN)).is_ok() {
-            tracing::debug!(%peer, score, "gossip score below the graylist threshold: banned");
+        if let Ok(length) = self.ban_repeat(node, SCORE_BAN) {
+            tracing::debug!(%peer, score, ?length, "gossip score below the graylist threshold: banned");
             self.ready.push_back(NetEvent::PeerScoredOut {
                 peer: node,
                 // Saturating float-to-integer cast; scores here are at most a few thousand.
                 score: score.floor() as i64,
+                length,
             });
         }
     }
@@ -413,6 +414,25 @@ impl Network {
             behaviour.kad.remove_peer(&peer);
         }
         Ok(())
+    }
+
+    /// Bans a peer for an offence the network layer or the driver found
+    /// (a gossip score out, undecodable requests): `base` the first time,
+    /// twice as long for each earlier offence of the same identity, at most
+    /// [`super::bans::MAX_REPEAT_BAN`]. Returns the ban's length.
+    pub fn ban_repeat(&mut self, node: NodeId, base: Duration) -> Result<Duration, BanError> {
+        let peer = peer_id_of(&node).ok_or(BanError::NotAPeer(node))?;
+        self.expire_bans();
+        let (inserted, length) = self.bans.insert_repeat(peer, Instant::now(), base);
+        if let Some(old) = inserted.evicted {
+            self.swarm.behaviour_mut().blocked.unblock_peer(old);
+        }
+        if inserted.new {
+            let behaviour = self.swarm.behaviour_mut();
+            behaviour.blocked.block_peer(peer);
+            behaviour.kad.remove_peer(&peer);
+        }
+        Ok(length)
     }
 
     /// Lifts every timed ban that has ended, each reported as

@@ -4,7 +4,8 @@
 //! [`Download::next_requests`] picks chunks rarest-first (rarity = how many
 //! non-banned tracked peers have the chunk; ties broken by the seeded RNG) and
 //! sends each to a peer that has it with the fewest requests in flight (ties:
-//! better [`Standing`] first, then the RNG), within
+//! better [`Standing`] first, each `Busy` since the peer's last delivery
+//! counting as a strike here, then the RNG), within
 //! [`MAX_REQUESTS_PER_PEER`] and [`MAX_REQUESTS_TOTAL`]. Once every missing
 //! chunk is in flight (the endgame), a chunk whose request has been outstanding
 //! for [`ENDGAME_AFTER_MS`] (at once if the peer asked is not in good standing)
@@ -166,11 +167,22 @@ struct Peer {
     in_flight: usize,
     /// How it has answered lately.
     standing: Standing,
+    /// `Busy` answers since it last delivered a chunk (at most
+    /// [`STRIKES_TO_BENCH`]); ranks it behind peers not turned away as often.
+    busy_streak: u8,
 }
 
 impl Peer {
     fn free_slots(&self) -> usize {
         self.standing.slots().saturating_sub(self.in_flight)
+    }
+
+    /// Orders peers with equal load: lower is preferred. Each `Busy` since its
+    /// last delivery counts like a strike here (not for slots or benching):
+    /// peers that keep answering `Busy` would otherwise always rank ahead of a
+    /// peer on probation, which then never gets the request that would clear it.
+    fn rank(&self) -> u8 {
+        self.standing.rank().saturating_add(self.busy_streak)
     }
 }
 
@@ -643,7 +655,7 @@ impl Download {
             if !banned.is_empty() && banned.binary_search(id).is_ok() {
                 continue;
             }
-            let key = (p.in_flight, p.standing.rank());
+            let key = (p.in_flight, p.rank());
             match best {
                 Some((b, _)) if key > b => {}
                 Some((b, _)) if key == b => {
@@ -687,7 +699,7 @@ impl Download {
             if p.free_slots() == 0 || asked.contains(id) {
                 continue;
             }
-            candidates.push(((p.in_flight, p.standing.rank()), *id, lan));
+            candidates.push(((p.in_flight, p.rank()), *id, lan));
         }
         let wan_busy = self
             .requests
@@ -768,6 +780,7 @@ impl Download {
         if self.drop_request(peer, index) {
             if let Some(p) = self.peers.get_mut(peer) {
                 p.standing = p.standing.forgive();
+                p.busy_streak = 0;
             }
         }
         self.mark_peer_has(peer, index);
@@ -840,6 +853,7 @@ impl Download {
         if self.drop_request(peer, index) {
             if let Some(p) = self.peers.get_mut(peer) {
                 p.standing = p.standing.rest(now);
+                p.busy_streak = p.busy_streak.saturating_add(1).min(STRIKES_TO_BENCH);
             }
         }
     }
@@ -976,6 +990,7 @@ impl Peer {
             have,
             in_flight: 0,
             standing: Standing::Good,
+            busy_streak: 0,
         }
     }
 }
