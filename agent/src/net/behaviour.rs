@@ -38,6 +38,13 @@ const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
 
 /// How long a rejection weighs on a peer's score before decaying to zero.
 const INVALID_MESSAGE_MEMORY: Duration = Duration::from_secs(60 * 60);
+/// How often mDNS asks the LAN who is there once its start-up probing got an
+/// answer. libp2p's default is 5 minutes, and a node learns of a LAN peer
+/// that started after its probing only from its own next query (a peer does
+/// not announce itself): meanwhile the two disagree on the site, and so on
+/// its WAN fetchers (docs/protocol.md 15.7). Each query draws one answer per
+/// LAN peer.
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long gossipsub keeps the score of a disconnected peer (its default
 /// is an hour, and a kept score does not decay). Shorter than
@@ -74,8 +81,11 @@ impl Behaviour {
     pub(crate) fn new(key: &identity::Keypair, config: &NetConfig) -> Result<Self, NetError> {
         let peer_id = key.public().to_peer_id();
         let mdns = if config.mdns {
-            let m = mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
-                .map_err(NetError::Mdns)?;
+            let mdns_config = mdns::Config {
+                query_interval: MDNS_QUERY_INTERVAL,
+                ..mdns::Config::default()
+            };
+            let m = mdns::tokio::Behaviour::new(mdns_config, peer_id).map_err(NetError::Mdns)?;
             Some(m)
         } else {
             None
