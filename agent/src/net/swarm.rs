@@ -11,7 +11,7 @@
 //! validation gets there (see [`Network::ban_scored_out`]). Timed bans end
 //! on their own ([`Network::expire_bans`]).
 
-use super::bans::{BanList, SCORE_BAN};
+use super::bans::{BanList, Inserted, SCORE_BAN};
 use super::behaviour::{
     score_thresholds, topic_name, Behaviour, BehaviourEvent, KAD_PROTOCOL, TOPICS,
 };
@@ -405,14 +405,7 @@ impl Network {
         // An ended ban not swept out yet is over: this one starts afresh.
         self.expire_bans();
         let inserted = self.bans.insert(peer, Instant::now(), length);
-        if let Some(old) = inserted.evicted {
-            self.swarm.behaviour_mut().blocked.unblock_peer(old);
-        }
-        if inserted.new {
-            let behaviour = self.swarm.behaviour_mut();
-            behaviour.blocked.block_peer(peer);
-            behaviour.kad.remove_peer(&peer);
-        }
+        self.enforce(peer, inserted);
         Ok(())
     }
 
@@ -424,6 +417,13 @@ impl Network {
         let peer = peer_id_of(&node).ok_or(BanError::NotAPeer(node))?;
         self.expire_bans();
         let (inserted, length) = self.bans.insert_repeat(peer, Instant::now(), base);
+        self.enforce(peer, inserted);
+        Ok(length)
+    }
+
+    /// Applies a ban-list change to the swarm: unblocks the peer whose ban was
+    /// lifted to make room, blocks a newly banned one and forgets its address.
+    fn enforce(&mut self, peer: PeerId, inserted: Inserted<PeerId>) {
         if let Some(old) = inserted.evicted {
             self.swarm.behaviour_mut().blocked.unblock_peer(old);
         }
@@ -432,7 +432,6 @@ impl Network {
             behaviour.blocked.block_peer(peer);
             behaviour.kad.remove_peer(&peer);
         }
-        Ok(length)
     }
 
     /// Lifts every timed ban that has ended, each reported as
